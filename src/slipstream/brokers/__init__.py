@@ -1,0 +1,96 @@
+"""The broker contract: topics per dataset, leased deliveries, ack after commit, dead letters.
+
+A broker is one module behind `Broker`, picked by URL scheme from `BROKERS`. The worker and the
+API see only this Protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from slipstream.registry import BackendEntry, load_backend
+
+if TYPE_CHECKING:
+    from slipstream.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish: `key` is the event id, used for deduplication where supported."""
+
+    key: str
+    data: bytes
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A leased message. `handle` is opaque to everyone but the broker that made it."""
+
+    handle: str
+    key: str
+    data: bytes
+    delivery_count: int
+    published_at: float  # seconds since the epoch, when the broker first accepted the message
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str
+    key: str
+    data: bytes
+    reason: str
+    deliveries: int
+    published_at: float
+    dead_at: float
+
+
+class Broker(Protocol):
+    async def open(self, datasets: Sequence[str]) -> None:
+        """Connect, and create each dataset's topic/queue when it is missing."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Return when reachable; raise BackendUnavailable otherwise."""
+
+    async def publish(self, dataset: str, messages: Sequence[Outgoing]) -> None:
+        """Return only once every message is durable; raise BackendUnavailable otherwise."""
+
+    async def pull(self, dataset: str, max_messages: int, wait: float) -> list[Delivery]:
+        """Lease up to `max_messages`, waiting at most `wait` seconds for the first one.
+
+        A leased message comes back after the lease (visibility) time unless acked; one
+        delivered `max_deliveries` times without an ack goes to the dead letters instead.
+        """
+
+    async def ack(self, dataset: str, deliveries: Sequence[Delivery]) -> None: ...
+
+    async def nack(self, dataset: str, deliveries: Sequence[Delivery], delay: float) -> None:
+        """Give the messages back, visible again after `delay` seconds."""
+
+    async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
+        """Move messages that can never be processed out of the way, keeping the reason."""
+
+    async def backlog(self, dataset: str) -> int:
+        """Messages published and not yet acked (leased ones included)."""
+
+    async def dead_letters(self, dataset: str, limit: int, after: str | None) -> list[DeadLetter]:
+        """Dead letters oldest first, starting after the id `after`."""
+
+    async def replay_dead_letters(self, dataset: str, ids: Sequence[str] | None) -> int:
+        """Publish dead letters again (all when `ids` is None); return how many."""
+
+
+BROKERS: dict[str, BackendEntry] = {
+    "local": BackendEntry("slipstream.brokers.local:LocalBroker", None, "local:///./data/queue.db"),
+}
+
+
+def create_broker(settings: Settings) -> Broker:
+    cls = load_backend(settings.broker_url, "SLIPSTREAM_BROKER_URL", BROKERS)
+    broker: Broker = cls.from_url(settings.broker_url, settings)
+    return broker

@@ -1,0 +1,153 @@
+"""All configuration in one typed object, read from SLIPSTREAM_* variables.
+
+Sources, strongest first: the environment, a `.env` file, a `slipstream.toml` file (both in the
+working directory). A bad value fails at start with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from slipstream.errors import ConfigError
+
+Scope = Literal["read", "ingest", "admin"]
+SCOPES: frozenset[str] = frozenset({"read", "ingest", "admin"})
+ENV_PREFIX = "SLIPSTREAM_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        toml_file="slipstream.toml",
+        validate_default=True,
+    )
+
+    broker_url: str = Field(
+        "local:///./data/queue.db", description="Where events queue: local, nats, pubsub, sqs."
+    )
+    store_url: str = Field(
+        "duckdb:///./data/warehouse.duckdb", description="Where events land: duckdb, postgresql."
+    )
+    datasets: Path | None = Field(
+        None, description="Datasets YAML file; the packaged flights dataset when unset."
+    )
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="KEY:SCOPE[+SCOPE],… with scopes read, ingest, admin. Empty: open access.",
+    )
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port the API listens on.")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest ingest body, after decompression (413)."
+    )
+    batch_size: int = Field(2000, ge=1, le=100_000, description="Most events a worker writes at once.")
+    batch_wait: float = Field(
+        0.1, ge=0, le=60, description="Seconds a worker waits to fill a batch before writing it."
+    )
+    lease_seconds: float = Field(
+        30, gt=0, le=43_200, description="Lease (visibility timeout) of a pulled message."
+    )
+    max_deliveries: int = Field(
+        5, ge=1, le=1000, description="Deliveries before a message moves to the dead letters."
+    )
+    backlog_limit: int = Field(
+        1_000_000, ge=1, description="Unacked messages per dataset above which ingest answers 503."
+    )
+    create_resources: bool = Field(
+        True, description="Create missing topics, queues and tables at start."
+    )
+    retention_interval: float = Field(
+        3600, gt=0, description="Seconds between retention sweeps."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+    @field_validator("broker_url", "store_url")
+    @classmethod
+    def _looks_like_url(cls, url: str) -> str:
+        if "://" not in url:
+            raise ValueError("must be a URL such as local:///./data/queue.db")
+        return url
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, keys: SecretStr) -> SecretStr:
+        parse_api_keys(keys.get_secret_value())
+        return keys
+
+    def key_scopes(self) -> dict[str, frozenset[str]]:
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+
+def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
+    """`k1:read,k2:ingest+read` → {"k1": {"read"}, "k2": {"ingest", "read"}}."""
+    keys: dict[str, frozenset[str]] = {}
+    for number, item in enumerate(filter(None, (part.strip() for part in text.split(","))), 1):
+        key, sep, scopes_text = item.rpartition(":")
+        scopes = frozenset(s.strip() for s in scopes_text.split("+") if s.strip())
+        if not sep or not key:
+            raise ValueError(f"entry {number} must be KEY:SCOPE[+SCOPE] (scopes: read, ingest, admin)")
+        unknown = scopes - SCOPES
+        if unknown or not scopes:
+            raise ValueError(
+                f"entry {number} has unknown scope {', '.join(sorted(unknown)) or '(none)'}; "
+                "use read, ingest, admin joined by +"
+            )
+        if len(key) < 8:
+            raise ValueError(f"entry {number}: a key must be at least 8 characters long")
+        keys[key] = scopes
+    return keys
+
+
+def path_from_url(url: str) -> Path:
+    """`local:///./data/q.db` → ./data/q.db (relative to the working directory);
+    `local:////var/lib/q.db` → /var/lib/q.db."""
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc or not path:
+        raise ConfigError(
+            f"{url!r}: expected SCHEME:///relative/path or SCHEME:////absolute/path (three slashes)"
+        )
+    return Path(path).expanduser().resolve()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation error into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        value = first.get("input")
+        shown = "" if name.endswith("API_KEYS") else f"={value!r}"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}{shown}: {message}") from None

@@ -1,0 +1,30 @@
+"""Errors every backend raises, sorted by what the caller should do about them."""
+
+
+class SlipstreamError(Exception):
+    """Base of Slipstream's own errors."""
+
+
+class ConfigError(SlipstreamError):
+    """A setting, URL or file that cannot be used; the message names it and what is wrong."""
+
+
+class MissingExtra(ConfigError):
+    """A backend's driver is not installed."""
+
+    def __init__(self, scheme: str, extra: str) -> None:
+        super().__init__(
+            f"the {scheme}:// backend needs its driver: pip install 'slipstream[{extra}]'"
+        )
+
+
+class BackendUnavailable(SlipstreamError):
+    """A broker or store cannot be reached now; retry later (HTTP 503, no ack)."""
+
+
+class TransientStoreError(BackendUnavailable):
+    """A write that may succeed if tried again: nack the batch and let it be redelivered."""
+
+
+class TerminalStoreError(SlipstreamError):
+    """A write that can never succeed for this data: dead-letter it, do not retry."""

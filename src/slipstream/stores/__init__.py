@@ -1,0 +1,123 @@
+"""The store contract: one idempotent write per batch, reads for the API, a quarantine.
+
+A store is one module behind `Store`, picked by URL scheme from `STORES`. The worker and the API
+see only this Protocol; drivers' errors are sorted into TransientStoreError (retry) and
+TerminalStoreError (dead-letter) inside the adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from slipstream.registry import BackendEntry, load_backend
+
+if TYPE_CHECKING:
+    from slipstream.config import Settings
+    from slipstream.datasets import Dataset
+    from slipstream.events import EventRows, Rejected
+
+Bucket = Literal["minute", "hour", "day"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """Newest first by (event time, id); `after` is the last (event time, id) already seen."""
+
+    limit: int = 100
+    filters: dict[str, Any] = field(default_factory=dict)
+    since: datetime | None = None
+    until: datetime | None = None
+    after: tuple[datetime, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    bucket: Bucket = "hour"
+    group_by: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineQuery:
+    """Oldest first by (received time, id); `after` is the last (received_at, id) seen."""
+
+    limit: int = 100
+    after: tuple[datetime, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedEvent:
+    id: str
+    reason: str
+    raw: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSummary:
+    rows: int
+    quarantined: int
+    newest_event_time: datetime | None
+    last_stored_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int  # rows that were new; the rest were already stored (redeliveries)
+    quarantined: int
+
+
+class Store(Protocol):
+    async def open(self, datasets: Sequence[Dataset]) -> None:
+        """Connect; create or migrate each dataset's tables (additive changes only)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Return when reachable; raise BackendUnavailable otherwise."""
+
+    async def write(
+        self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
+    ) -> WriteResult:
+        """Store valid rows and quarantined events in one commit; rows already there are kept."""
+
+    async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None: ...
+
+    async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
+        """Up to `query.limit` rows, newest first."""
+
+    async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
+        """Per bucket (and group): `bucket`, `group`, `count`, and `avg_<field>` per number."""
+
+    async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
+        ...
+
+    async def quarantined_by_id(
+        self, dataset: Dataset, ids: Sequence[str] | None, limit: int
+    ) -> list[QuarantinedEvent]:
+        """The given quarantined events (the oldest `limit` when `ids` is None)."""
+
+    async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
+        """Delete quarantined events that were replayed; return how many."""
+
+    async def summary(self, dataset: Dataset) -> DatasetSummary: ...
+
+    async def expire(self, dataset: Dataset, before: datetime) -> int:
+        """Delete rows whose event time is older than `before`; return how many."""
+
+
+STORES: dict[str, BackendEntry] = {
+    "duckdb": BackendEntry(
+        "slipstream.stores.duckdb:DuckDBStore", None, "duckdb:///./data/warehouse.duckdb"
+    ),
+}
+
+
+def create_store(settings: Settings) -> Store:
+    cls = load_backend(settings.store_url, "SLIPSTREAM_STORE_URL", STORES)
+    store: Store = cls.from_url(settings.store_url, settings)
+    return store

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from slipstream.brokers import Broker, create_broker
+from slipstream.datasets import Dataset, load_catalog
+from slipstream.stores import Store, create_store
+from tests.conftest import service_missing
+from tests.contracts.backends import BROKER_BACKENDS, STORE_BACKENDS, Backend, selected
+
+
+@pytest.fixture
+def token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def flights() -> Dataset:
+    dataset = load_catalog(None).get("flights")
+    assert dataset is not None
+    return dataset
+
+
+@pytest.fixture(params=selected(BROKER_BACKENDS), ids=lambda b: b.name)
+def broker_backend(request: pytest.FixtureRequest) -> Backend:
+    backend: Backend = request.param
+    why = backend.unavailable()
+    if why:
+        service_missing(backend.name, why)
+    return backend
+
+
+@pytest.fixture(params=selected(STORE_BACKENDS), ids=lambda b: b.name)
+def store_backend(request: pytest.FixtureRequest) -> Backend:
+    backend: Backend = request.param
+    why = backend.unavailable()
+    if why:
+        service_missing(backend.name, why)
+    return backend
+
+
+@pytest.fixture
+async def broker(broker_backend: Backend, tmp_path: Path, token: str) -> AsyncIterator[Broker]:
+    """A broker with two fresh topics: `ds_<token>` and `other_<token>`."""
+    settings = broker_backend.settings(tmp_path, token)
+    instance = create_broker(settings)
+    await instance.open([f"ds_{token}", f"other_{token}"])
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+def dataset(flights: Dataset, token: str) -> Dataset:
+    """The flights dataset under a unique name, so each test has its own tables."""
+    return flights.model_copy(update={"name": f"flights_{token}"})
+
+
+@pytest.fixture
+async def store(store_backend: Backend, tmp_path: Path, token: str, dataset: Dataset) -> AsyncIterator[Store]:
+    settings = store_backend.settings(tmp_path, token)
+    instance = create_store(settings)
+    await instance.open([dataset])
+    yield instance
+    await instance.close()
