@@ -7,6 +7,7 @@ TerminalStoreError (dead-letter) inside the adapter.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,18 +88,19 @@ class Store(Protocol):
 
     async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None: ...
 
-    async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
+    async def list(self, dataset: Dataset, query: ListQuery) -> builtins.list[dict[str, Any]]:
         """Up to `query.limit` rows, newest first."""
 
-    async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
+    async def stats(self, dataset: Dataset, query: StatsQuery) -> builtins.list[dict[str, Any]]:
         """Per bucket (and group): `bucket`, `group`, `count`, and `avg_<field>` per number."""
 
-    async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
-        ...
+    async def quarantined(
+        self, dataset: Dataset, query: QuarantineQuery
+    ) -> builtins.list[QuarantinedEvent]: ...
 
     async def quarantined_by_id(
         self, dataset: Dataset, ids: Sequence[str] | None, limit: int
-    ) -> list[QuarantinedEvent]:
+    ) -> builtins.list[QuarantinedEvent]:
         """The given quarantined events (the oldest `limit` when `ids` is None)."""
 
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:

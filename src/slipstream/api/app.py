@@ -1,0 +1,102 @@
+"""The FastAPI application: routes, error format, compression, request metrics, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from slipstream import __version__
+from slipstream.api import admin, health, ingest, query
+from slipstream.api.encoding import json_response
+from slipstream.api.errors import install_error_handlers
+from slipstream.metrics import Metrics
+from slipstream.runtime import Runtime
+
+log = logging.getLogger("slipstream.api")
+OPEN_ACCESS_WARNING = (
+    "SLIPSTREAM_API_KEYS is empty: the API is OPEN to anyone who can reach it. "
+    "Fine on a laptop; set keys before exposing it (see README, 'API keys')."
+)
+
+
+class RequestMetrics:
+    """Counts and times every request by route template (never the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.http_requests.labels(template, method, str(status)).inc()
+            self.metrics.http_latency.labels(template, method).observe(
+                time.perf_counter() - started
+            )
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not app.state.api_keys:
+            log.warning(OPEN_ACCESS_WARNING)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Slipstream",
+        version=__version__,
+        summary="Events in through a broker or HTTP, into an analytics store, out through this API.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.state.api_keys = runtime.settings.key_scopes()
+    install_error_handlers(app)
+    for module in (ingest, query, admin, health):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return json_response(
+            {
+                "name": "slipstream",
+                "version": __version__,
+                "docs": "/docs",
+                "datasets": "/v1/datasets",
+                "health": "/healthz",
+                "ready": "/readyz",
+                "metrics": "/metrics",
+            }
+        )
+
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(RequestMetrics, metrics=runtime.metrics)
+    return app

@@ -1,0 +1,56 @@
+"""API keys with scopes: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+
+With no keys configured the API is open (local use); the server says so loudly at start.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from slipstream.api.errors import ApiError
+from slipstream.config import Scope
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key")
+
+
+def scopes_for(key: str, keys: dict[str, frozenset[str]]) -> frozenset[str] | None:
+    found: frozenset[str] | None = None
+    for known, scopes in keys.items():
+        # Compare against every key in constant time, so timing tells nothing about near misses.
+        if hmac.compare_digest(known.encode(), key.encode()):
+            found = scopes
+    return found
+
+
+def require(scope: Scope) -> Callable[[Request], Awaitable[None]]:
+    async def check(request: Request) -> None:
+        keys: dict[str, frozenset[str]] = request.app.state.api_keys
+        if not keys:
+            return
+        key = presented_key(request)
+        if key is None:
+            raise ApiError(
+                401,
+                "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        scopes = scopes_for(key, keys)
+        if scopes is None:
+            raise ApiError(401, "the API key is not known", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in scopes:
+            raise ApiError(
+                403,
+                f"this API key lacks the '{scope}' scope; it has: {', '.join(sorted(scopes))}",
+            )
+
+    return check

@@ -1,0 +1,78 @@
+"""Response bodies: JSON through orjson, NDJSON and CSV for lists, and opaque keyset cursors."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=JSON_OPTIONS)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(body), status, headers=headers, media_type="application/json")
+
+
+def ndjson(items: Iterable[Any]) -> bytes:
+    return b"".join(dumps(item) + b"\n" for item in items)
+
+
+def to_csv(columns: Sequence[str], items: Iterable[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for item in items:
+        writer.writerow([_csv_cell(item.get(c)) for c in columns])
+    return out.getvalue().encode()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return dumps(value).decode().strip('"')
+    if isinstance(value, dict | list):
+        return dumps(value).decode()
+    return value
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short digest of a query, so a cursor cannot be carried over to a different query."""
+    return hashlib.sha256(dumps(parts)).hexdigest()[:12]
+
+
+def encode_cursor(position: Sequence[Any], query: str) -> str:
+    raw = dumps([query, *position])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, query: str, size: int) -> list[Any]:
+    """The position in a cursor made by `encode_cursor` for the same query, else BadCursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
+        raise BadCursor("the cursor is not one this API issued; start again without it") from None
+    if not isinstance(value, list) or len(value) != size + 1 or not isinstance(value[0], str):
+        raise BadCursor("the cursor is not one this API issued; start again without it")
+    if value[0] != query:
+        raise BadCursor(
+            "the cursor belongs to a different query (filters or time range changed); "
+            "start again without it"
+        )
+    return value[1:]

@@ -1,0 +1,129 @@
+"""POST /v1/datasets/{ds}/events: answer 202 only once the accepted events are durable."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from slipstream.api.auth import require
+from slipstream.api.deps import dataset_of, runtime_of
+from slipstream.api.encoding import json_response
+from slipstream.api.errors import ApiError
+from slipstream.datasets import Dataset
+from slipstream.errors import BackendUnavailable
+from slipstream.intake import MalformedBody, from_json, from_ndjson
+
+router = APIRouter(tags=["ingest"])
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
+RETRY_AFTER = "2"
+
+INGEST_DOC = """Send one JSON object, a JSON array of objects, or NDJSON
+(`Content-Type: application/x-ndjson`, one object per line, CRLF and blank lines allowed).
+`Content-Encoding: gzip` is accepted.
+
+Answers **202** `{"accepted", "ids", "rejected": [{"index", "error"}]}` once every accepted event
+is durable on the broker; an event without an id gets a UUIDv7. Rejected events (invalid JSON
+line, schema mismatch) are kept in the dataset's quarantine with the reason, and the valid events
+beside them are accepted. **422** when no event was valid, **400** when a JSON document does not
+parse (the message names line and column), **413** over the body limit, **503** with
+`Retry-After` when the broker is unavailable or its backlog is over the bound."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed, refused with 413 past `limit` bytes either way."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding not in ("identity", "gzip"):
+        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            if inflater is not None:
+                chunk = inflater.decompress(chunk, limit + 1 - size)
+                if inflater.unconsumed_tail:
+                    raise _too_large(limit)
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        if inflater is not None and not inflater.eof:
+            raise ApiError(400, "the gzip body is truncated; send the whole compressed body")
+    except zlib.error as exc:
+        raise ApiError(400, f"the body is not valid gzip: {exc}") from None
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"the body is over the limit of {limit} bytes (after decompression); split it into "
+        "smaller batches",
+        details={"limit_bytes": limit},
+    )
+
+
+@router.post(
+    "/v1/datasets/{ds}/events",
+    status_code=202,
+    summary="Ingest events",
+    description=INGEST_DOC,
+    dependencies=[Depends(require("ingest"))],
+    responses={202: {"description": "Accepted events are durable on the broker"}},
+)
+async def ingest(request: Request, dataset: Annotated[Dataset, Depends(dataset_of)]) -> Response:
+    runtime = runtime_of(request)
+    if runtime.over_backlog(dataset.name):
+        raise ApiError(
+            503,
+            f"dataset {dataset.name!r} has {runtime.backlog[dataset.name]} events waiting, over "
+            f"the bound of {runtime.settings.backlog_limit}; retry after a pause",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    if not body.strip():
+        raise ApiError(400, "the body is empty; send a JSON object, a JSON array or NDJSON")
+    codec = runtime.codecs[dataset.name]
+    attributes = {"dataset": dataset.name}
+    if request_id := request.headers.get("x-request-id"):
+        attributes["request_id"] = request_id[:128]
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    try:
+        if content_type.lower() in NDJSON_TYPES:
+            intake = from_ndjson(body, codec, attributes)
+        else:
+            intake = from_json(body, codec, attributes)
+    except MalformedBody as exc:
+        raise ApiError(400, str(exc)) from None
+    if intake.messages:
+        try:
+            await runtime.broker.publish(dataset.name, intake.messages)
+        except BackendUnavailable as exc:
+            raise ApiError(
+                503,
+                f"the broker is unavailable ({exc}); nothing was accepted, retry the whole request",
+                headers={"Retry-After": RETRY_AFTER},
+            ) from None
+    metrics = runtime.metrics
+    metrics.events_published.labels(dataset.name).inc(len(intake.messages))
+    metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
+    metrics.events_rejected.labels(dataset.name).inc(len(intake.rejected))
+    result: dict[str, Any] = {
+        "accepted": intake.accepted,
+        "ids": intake.ids,
+        "rejected": intake.rejected,
+    }
+    if intake.accepted == 0:
+        raise ApiError(
+            422,
+            f"none of the {len(intake.rejected)} events is valid for dataset {dataset.name!r}; "
+            "they are kept in its quarantine with the reasons listed in details",
+            details=result,
+        )
+    return json_response(result, 202)

@@ -1,0 +1,170 @@
+"""Reads: one event, lists with filters and keyset cursor, stats per bucket, dataset overview."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from slipstream.api.auth import require
+from slipstream.api.deps import dataset_of, runtime_of
+from slipstream.api.encoding import (
+    BadCursor,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    json_response,
+    ndjson,
+    to_csv,
+)
+from slipstream.api.errors import ApiError
+from slipstream.api.params import filters_from, parse_time
+from slipstream.datasets import Dataset
+from slipstream.errors import BackendUnavailable
+from slipstream.events import EXTRA_COLUMN
+from slipstream.stores import ListQuery, StatsQuery
+
+router = APIRouter(tags=["query"], dependencies=[Depends(require("read"))])
+LIST_PARAMS = {"limit", "since", "until", "cursor"}
+Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
+Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
+Until = Annotated[str | None, Query(description="Event time up to (exclusive), RFC 3339.")]
+
+
+def store_unavailable(exc: Exception) -> ApiError:
+    return ApiError(
+        503, f"the store is unavailable ({exc}); retry shortly", headers={"Retry-After": "2"}
+    )
+
+
+def page_response(
+    request: Request, columns: list[str], items: list[dict[str, Any]], next_cursor: str | None
+) -> Response:
+    accept = request.headers.get("accept", "application/json")
+    headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
+    if "application/x-ndjson" in accept:
+        return Response(ndjson(items), headers=headers, media_type="application/x-ndjson")
+    if "text/csv" in accept:
+        return Response(to_csv(columns, items), headers=headers, media_type="text/csv")
+    return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
+
+
+@router.get("/v1/datasets/{ds}/events/{event_id}", summary="One event by id")
+async def get_event(
+    request: Request, dataset: Annotated[Dataset, Depends(dataset_of)], event_id: str
+) -> Response:
+    try:
+        row = await runtime_of(request).store.get(dataset, event_id)
+    except BackendUnavailable as exc:
+        raise store_unavailable(exc) from None
+    if row is None:
+        raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
+    return json_response(row)
+
+
+@router.get(
+    "/v1/datasets/{ds}/events",
+    summary="List events, newest first",
+    description="Filter with `FIELD=VALUE` on any declared field (equality), `since`/`until` on "
+    "event time. Page with `cursor` (from `next_cursor`). `Accept: application/x-ndjson` or "
+    "`text/csv` change the format; those put the next cursor in the `X-Next-Cursor` header.",
+)
+async def list_events(
+    request: Request,
+    dataset: Annotated[Dataset, Depends(dataset_of)],
+    limit: Limit = 100,
+    since: Since = None,
+    until: Until = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Response:
+    filters = filters_from(dataset, list(request.query_params.multi_items()), LIST_PARAMS)
+    start, end = parse_time("since", since), parse_time("until", until)
+    query_id = fingerprint("events", dataset.name, filters, start, end)
+    after = None
+    if cursor:
+        try:
+            stamp, key = decode_cursor(cursor, query_id, 2)
+            after = (datetime.fromisoformat(stamp), str(key))
+        except (BadCursor, ValueError, TypeError) as exc:
+            raise ApiError(400, f"invalid cursor: {exc}") from None
+    query = ListQuery(limit=limit, filters=filters, since=start, until=end, after=after)
+    try:
+        items = await runtime_of(request).store.list(dataset, query)
+    except BackendUnavailable as exc:
+        raise store_unavailable(exc) from None
+    next_cursor = None
+    if len(items) == limit:
+        last = items[-1]
+        stamp = last[dataset.event_time].astimezone(UTC).isoformat()
+        next_cursor = encode_cursor([stamp, last[dataset.key]], query_id)
+    return page_response(request, [*dataset.field_names, EXTRA_COLUMN], items, next_cursor)
+
+
+@router.get(
+    "/v1/datasets/{ds}/stats",
+    summary="Counts and averages per time bucket",
+    description="Counts per `bucket` of event time (and per value of `group_by`), with the "
+    "average of every numeric field as `avg_<field>`.",
+)
+async def stats(
+    request: Request,
+    dataset: Annotated[Dataset, Depends(dataset_of)],
+    bucket: Literal["minute", "hour", "day"] = "hour",
+    group_by: Annotated[str | None, Query(description="A declared field to group by.")] = None,
+    since: Since = None,
+    until: Until = None,
+) -> Response:
+    if group_by is not None:
+        spec = dataset.field(group_by)
+        if spec is None or spec.type == "json":
+            raise ApiError(
+                400,
+                f"group_by={group_by!r} must name a non-json field of {dataset.name!r}: "
+                f"{', '.join(dataset.field_names)}",
+            )
+    query = StatsQuery(
+        bucket=bucket,
+        group_by=group_by,
+        since=parse_time("since", since),
+        until=parse_time("until", until),
+    )
+    try:
+        items = await runtime_of(request).store.stats(dataset, query)
+    except BackendUnavailable as exc:
+        raise store_unavailable(exc) from None
+    return json_response({"bucket": bucket, "group_by": group_by, "items": items})
+
+
+@router.get("/v1/datasets", summary="Datasets, their schemas, row counts and freshness")
+async def datasets(request: Request) -> Response:
+    runtime = runtime_of(request)
+    now = datetime.now(UTC)
+    out = []
+    for dataset in runtime.catalog:
+        try:
+            summary = await runtime.store.summary(dataset)
+        except BackendUnavailable as exc:
+            raise store_unavailable(exc) from None
+        out.append(
+            {
+                "name": dataset.name,
+                "description": dataset.description,
+                "key": dataset.key,
+                "event_time": dataset.event_time,
+                "retention_seconds": dataset.retention.total_seconds()
+                if dataset.retention
+                else None,
+                "fields": [f.model_dump() for f in dataset.fields],
+                "rows": summary.rows,
+                "quarantined": summary.quarantined,
+                "backlog": runtime.backlog.get(dataset.name, 0),
+                "newest_event_time": summary.newest_event_time,
+                "last_stored_at": summary.last_stored_at,
+                "seconds_since_last_write": (now - summary.last_stored_at).total_seconds()
+                if summary.last_stored_at
+                else None,
+            }
+        )
+    return json_response({"datasets": out})

@@ -1,0 +1,97 @@
+"""From a request body (JSON or NDJSON) to messages ready to publish, with per-event verdicts.
+
+Invalid events are published too, under a fresh key: the worker quarantines them with their
+reason, so every byte a producer sent is accounted for — stored or quarantined — while the
+producer is told at once which indexes were rejected and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from slipstream.brokers import Outgoing
+from slipstream.events import EventCodec, InvalidEvent, new_event_id
+
+
+class MalformedBody(ValueError):
+    """A JSON document that does not parse; the message names line and column."""
+
+
+@dataclass(slots=True)
+class Intake:
+    messages: list[Outgoing] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.ids)
+
+
+def _take(
+    intake: Intake,
+    codec: EventCodec,
+    index: int,
+    event: Any,
+    raw: bytes | None,
+    attributes: dict[str, str],
+) -> None:
+    try:
+        codec.validate(event)
+    except InvalidEvent as exc:
+        intake.rejected.append({"index": index, "error": str(exc)})
+        data = raw if raw is not None else orjson.dumps(event)
+        intake.messages.append(Outgoing(new_event_id(), data, attributes))
+        return
+    event_id = codec.event_id(event)
+    if event_id is None:
+        event_id = new_event_id()
+        event[codec.key] = event_id
+        raw = None  # the stored event must carry the id it was given
+    data = raw if raw is not None else orjson.dumps(event)
+    intake.ids.append(event_id)
+    intake.messages.append(Outgoing(event_id, data, attributes))
+
+
+def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> Intake:
+    """One event per line; CRLF and blank lines are fine; a bad line never spoils the others.
+
+    `index` counts events (non-blank lines) from 0; the error names the line number.
+    """
+    intake = Intake()
+    index = 0
+    for number, line in enumerate(body.split(b"\n"), 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            intake.rejected.append(
+                {"index": index, "error": f"line {number}: not valid JSON: {exc}"}
+            )
+            intake.messages.append(Outgoing(new_event_id(), line, attributes))
+        else:
+            _take(intake, codec, index, event, line, attributes)
+        index += 1
+    return intake
+
+
+def from_json(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> Intake:
+    """A JSON object (one event) or array (events); a document that fails to parse is refused."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
+            f"(offset {exc.pos}); send one JSON object, a JSON array, or NDJSON with "
+            "Content-Type: application/x-ndjson"
+        ) from None
+    intake = Intake()
+    events = document if isinstance(document, list) else [document]
+    for index, event in enumerate(events):
+        _take(intake, codec, index, event, None, attributes)
+    return intake

@@ -1,0 +1,134 @@
+"""Prometheus series, all prefixed slipstream_, on an injected registry (tests make their own).
+
+Label sets stay bounded: dataset names come from the datasets file, routes are templates,
+reasons are a fixed vocabulary — never ids or raw paths.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 50000)
+
+# Reasons an event is quarantined or dead-lettered; a closed set keeps label values bounded.
+QUARANTINE_REASONS = ("invalid_json", "schema")
+DEAD_LETTER_REASONS = ("terminal_error", "max_deliveries")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "slipstream_http_requests",
+            "HTTP requests answered.",
+            ["route", "method", "code"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "slipstream_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events_ingested = Counter(
+            "slipstream_events_ingested",
+            "Events accepted by the API or publish command.",
+            ["dataset"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "slipstream_events_rejected",
+            "Events refused at ingest (sent on to quarantine).",
+            ["dataset"],
+            registry=r,
+        )
+        self.events_published = Counter(
+            "slipstream_events_published",
+            "Messages made durable on the broker.",
+            ["dataset"],
+            registry=r,
+        )
+        self.events_written = Counter(
+            "slipstream_events_written",
+            "Events newly written to the store.",
+            ["dataset"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "slipstream_events_duplicate",
+            "Redelivered events the store already had.",
+            ["dataset"],
+            registry=r,
+        )
+        self.events_quarantined = Counter(
+            "slipstream_events_quarantined",
+            "Events quarantined by the worker.",
+            ["dataset", "reason"],
+            registry=r,
+        )
+        self.events_dead_lettered = Counter(
+            "slipstream_events_dead_lettered",
+            "Messages moved to the dead letters by the worker.",
+            ["dataset", "reason"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "slipstream_store_errors",
+            "Failed store writes by class.",
+            ["dataset", "kind"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "slipstream_batch_size",
+            "Messages per worker batch.",
+            ["dataset"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.write_latency = Histogram(
+            "slipstream_store_write_duration_seconds",
+            "Duration of one batch write.",
+            ["dataset"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.freshness = Histogram(
+            "slipstream_freshness_seconds",
+            "From broker publish to queryable in the store.",
+            ["dataset"],
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "slipstream_broker_backlog",
+            "Messages on the broker not yet acked.",
+            ["dataset"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "slipstream_worker_inflight_batches",
+            "Batches a worker holds leased right now.",
+            registry=r,
+        )
+
+    def start_dataset(self, dataset: str) -> None:
+        """Create each dataset's series at zero, so rates and alerts work from the first scrape."""
+        for counter in (
+            self.events_ingested,
+            self.events_rejected,
+            self.events_published,
+            self.events_written,
+            self.events_duplicate,
+        ):
+            counter.labels(dataset)
+        for reason in QUARANTINE_REASONS:
+            self.events_quarantined.labels(dataset, reason)
+        for reason in DEAD_LETTER_REASONS:
+            self.events_dead_lettered.labels(dataset, reason)
+        for kind in ("transient", "terminal"):
+            self.store_errors.labels(dataset, kind)
+        self.backlog.labels(dataset)

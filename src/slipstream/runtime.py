@@ -1,0 +1,117 @@
+"""What a running process holds: settings, datasets, broker, store, metrics and its background tasks.
+
+`slipstream up` runs the API and the worker on one Runtime; `api` and `worker` run one half each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from slipstream.brokers import Broker, create_broker
+from slipstream.config import Settings
+from slipstream.datasets import Catalog, load_catalog
+from slipstream.errors import BackendUnavailable
+from slipstream.events import EventCodec
+from slipstream.metrics import Metrics
+from slipstream.stores import Store, create_store
+from slipstream.worker import Worker
+
+log = logging.getLogger("slipstream")
+BACKLOG_REFRESH = 0.5
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        with_api: bool = True,
+        with_worker: bool = True,
+        broker: Broker | None = None,
+        store: Store | None = None,
+        metrics: Metrics | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog if catalog is not None else load_catalog(settings.datasets)
+        self.codecs = {d.name: EventCodec(d) for d in self.catalog}
+        self.broker = broker if broker is not None else create_broker(settings)
+        self.store = store if store is not None else create_store(settings)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.with_api = with_api
+        self.worker = (
+            Worker(self.broker, self.store, self.catalog, settings, self.metrics)
+            if with_worker
+            else None
+        )
+        self.backlog: dict[str, int] = dict.fromkeys(self.catalog.names, 0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._worker_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.broker.open(self.catalog.names)
+        await self.store.open(list(self.catalog))
+        for name in self.catalog.names:
+            self.metrics.start_dataset(name)
+        await self._refresh_backlog()
+        self._spawn(self._backlog_loop(), "backlog")
+        if self.worker is not None:
+            self._worker_task = asyncio.create_task(self.worker.run(), name="worker")
+            self._spawn(self._retention_loop(), "retention")
+
+    async def stop(self) -> None:
+        if self.worker is not None and self._worker_task is not None:
+            self.worker.stop()
+            try:
+                # A cooperative stop finishes the batch in hand; past the lease it is released.
+                await asyncio.wait_for(self._worker_task, self.settings.lease_seconds)
+            except TimeoutError:
+                log.warning("worker did not finish within the lease; released its batch")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.close()
+        await self.store.close()
+
+    def over_backlog(self, dataset: str) -> bool:
+        return self.backlog.get(dataset, 0) >= self.settings.backlog_limit
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
+
+    async def _refresh_backlog(self) -> None:
+        for name in self.catalog.names:
+            try:
+                size = await self.broker.backlog(name)
+            except BackendUnavailable:
+                continue  # keep the last known size; readiness reports the outage
+            self.backlog[name] = size
+            self.metrics.backlog.labels(name).set(size)
+
+    async def _backlog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BACKLOG_REFRESH)
+            await self._refresh_backlog()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            for dataset in self.catalog:
+                if dataset.retention is None:
+                    continue
+                try:
+                    removed = await self.store.expire(
+                        dataset, datetime.now(UTC) - dataset.retention
+                    )
+                except BackendUnavailable as exc:
+                    log.warning("retention sweep of %s failed: %s", dataset.name, exc)
+                    continue
+                if removed:
+                    log.info("retention removed %d rows of %s", removed, dataset.name)
+            await asyncio.sleep(self.settings.retention_interval)

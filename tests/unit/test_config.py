@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slipstream.config import load_settings, parse_api_keys, path_from_url
+from slipstream.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.broker_url == "local:///./data/queue.db"
+    assert settings.store_url == "duckdb:///./data/warehouse.duckdb"
+    assert path_from_url(settings.broker_url) == tmp_path / "data" / "queue.db"
+
+
+def test_absolute_paths_take_four_slashes() -> None:
+    assert path_from_url("local:////var/lib/slipstream/q.db") == Path("/var/lib/slipstream/q.db")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SLIPSTREAM_BATCH_SIZE", "lots", "SLIPSTREAM_BATCH_SIZE='lots': Input should be a valid integer"),
+        ("SLIPSTREAM_BATCH_SIZE", "0", "SLIPSTREAM_BATCH_SIZE='0'"),
+        ("SLIPSTREAM_BROKER_URL", "queue.db", "SLIPSTREAM_BROKER_URL='queue.db': must be a URL"),
+        ("SLIPSTREAM_API_KEYS", "abcdefgh:write", "SLIPSTREAM_API_KEYS: entry 1 has unknown scope write"),
+        ("SLIPSTREAM_API_KEYS", "short:read", "at least 8 characters"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    if variable == "SLIPSTREAM_API_KEYS":
+        assert value.split(":")[0] not in message, "a secret must not be echoed"
+
+
+def test_api_keys_format() -> None:
+    keys = parse_api_keys("reader-key-1:read, writer-key-1:ingest , ops-key-123:read+ingest+admin")
+    assert keys == {
+        "reader-key-1": {"read"},
+        "writer-key-1": {"ingest"},
+        "ops-key-123": {"read", "ingest", "admin"},
+    }
+    assert parse_api_keys("") == {}
+
+
+def test_env_wins_over_dotenv_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slipstream.toml").write_text('batch_size = 7\nbatch_wait = 0.5\nport = 9000\n')
+    (tmp_path / ".env").write_text("SLIPSTREAM_BATCH_WAIT=0.25\nSLIPSTREAM_PORT=9001\n")
+    monkeypatch.setenv("SLIPSTREAM_PORT", "9002")
+    settings = load_settings()
+    assert (settings.batch_size, settings.batch_wait, settings.port) == (7, 0.25, 9002)
