@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest ingest body, after decompression (413)."
     )
-    batch_size: int = Field(2000, ge=1, le=100_000, description="Most events a worker writes at once.")
+    batch_size: int = Field(
+        2000, ge=1, le=100_000, description="Most events a worker writes at once."
+    )
     batch_wait: float = Field(
         0.1, ge=0, le=60, description="Seconds a worker waits to fill a batch before writing it."
     )
@@ -68,9 +70,7 @@ class Settings(BaseSettings):
     create_resources: bool = Field(
         True, description="Create missing topics, queues and tables at start."
     )
-    retention_interval: float = Field(
-        3600, gt=0, description="Seconds between retention sweeps."
-    )
+    retention_interval: float = Field(3600, gt=0, description="Seconds between retention sweeps.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -115,7 +115,9 @@ def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
         key, sep, scopes_text = item.rpartition(":")
         scopes = frozenset(s.strip() for s in scopes_text.split("+") if s.strip())
         if not sep or not key:
-            raise ValueError(f"entry {number} must be KEY:SCOPE[+SCOPE] (scopes: read, ingest, admin)")
+            raise ValueError(
+                f"entry {number} must be KEY:SCOPE[+SCOPE] (scopes: read, ingest, admin)"
+            )
         unknown = scopes - SCOPES
         if unknown or not scopes:
             raise ValueError(

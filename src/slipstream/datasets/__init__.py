@@ -189,8 +189,10 @@ def schema_changes(dataset: Dataset, existing: dict[str, FieldType]) -> list[Fie
                     "already stored lack it; add it with required: false"
                 )
             added.append(spec)
-        elif old != spec.type and not (old == "enum" and spec.type == "string") and not (
-            old == "string" and spec.type == "enum"
+        elif (
+            old != spec.type
+            and not (old == "enum" and spec.type == "string")
+            and not (old == "string" and spec.type == "enum")
         ):
             raise DatasetError(
                 f"dataset {dataset.name!r}: field {spec.name!r} changed type from {old} to "
