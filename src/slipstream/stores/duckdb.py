@@ -1,0 +1,318 @@
+"""DuckDB: the single-process embedded store.
+
+DuckDB lets one process write a database file. Inside it, one writer thread owns the main
+connection and runs every write and DDL in turn, so writes never conflict with each other. Reads
+run on a small pool where each thread has its own cursor (a connection to the same database):
+they see the last committed state and never wait behind a write batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+
+from slipstream.config import path_from_url
+from slipstream.datasets import RESERVED_COLUMNS, Dataset, FieldType, schema_changes
+from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
+from slipstream.events import EventRows, Rejected
+from slipstream.stores import (
+    DatasetSummary,
+    ListQuery,
+    QuarantinedEvent,
+    QuarantineQuery,
+    StatsQuery,
+    WriteResult,
+)
+from slipstream.stores import duckdb_sql as sql
+
+if TYPE_CHECKING:
+    from slipstream.config import Settings
+
+T = TypeVar("T")
+Connection = duckdb.DuckDBPyConnection
+READERS = 4
+
+
+class DuckDBStore:
+    def __init__(self, path: str, *, create_tables: bool = True, readers: int = READERS) -> None:
+        self.path = path
+        self._create_tables = create_tables
+        self._readers = readers
+        self._conn: Connection | None = None
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
+        self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="duckdb-reader")
+        self._spare: list[Connection] = []  # reader cursors not yet taken by a thread
+        self._cursors: list[Connection] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> DuckDBStore:
+        """`duckdb:///./data/warehouse.duckdb` (relative), `duckdb:////abs/path`, or
+        `duckdb:///:memory:` (tests; gone when closed)."""
+        if urlsplit(url).path in ("/:memory:", ":memory:"):
+            return cls(":memory:", create_tables=settings.create_resources)
+        path = path_from_url(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(str(path), create_tables=settings.create_resources)
+
+    # --- threads ------------------------------------------------------------------------------
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._writer_pool, fn, *args)
+        except RuntimeError as exc:  # the pool was shut down
+            raise TransientStoreError("the DuckDB store is closed") from exc
+        return await future
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._reader_pool, lambda: fn(self._cursor()))
+        except RuntimeError as exc:  # the pool was shut down
+            raise BackendUnavailable("the DuckDB store is closed") from exc
+        try:
+            return await future
+        except duckdb.Error as exc:
+            if sql.is_unavailable(exc):
+                raise BackendUnavailable(f"DuckDB {self.path}: {exc}") from exc
+            raise
+
+    def _cursor(self) -> Connection:
+        cursor: Connection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._lock:
+                if not self._spare:
+                    raise BackendUnavailable("the DuckDB store is not open")
+                cursor = self._spare.pop()
+            self._local.cursor = cursor
+        return cursor
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            raise TransientStoreError("the DuckDB store is not open")
+        return self._conn
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self, datasets: Sequence[Dataset]) -> None:
+        await self._on_writer(self._open, list(datasets))
+
+    def _open(self, datasets: list[Dataset]) -> None:
+        if self._conn is None:
+            try:
+                conn = duckdb.connect(self.path)
+            except duckdb.Error as exc:
+                raise BackendUnavailable(f"cannot open DuckDB database {self.path}: {exc}") from exc
+            # Cursors are made here, on the writer thread, rather than lazily by each reader
+            # while the writer may be using the connection.
+            self._cursors = [conn.cursor() for _ in range(self._readers)]
+            self._spare = list(self._cursors)
+            self._conn = conn
+        self._conn.execute(sql.create_fields_table())
+        for dataset in datasets:
+            self._migrate(self._conn, dataset)
+
+    def _migrate(self, conn: Connection, dataset: Dataset) -> None:
+        found = conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+            [dataset.name],
+        ).fetchone()
+        exists = bool(found and found[0])
+        if not exists and not self._create_tables:
+            raise ConfigError(
+                f"table {dataset.name!r} does not exist in {self.path} and "
+                "SLIPSTREAM_CREATE_RESOURCES is off"
+            )
+        conn.begin()
+        try:
+            if exists:
+                for spec in schema_changes(dataset, self._stored_fields(conn, dataset)):
+                    conn.execute(sql.add_column(dataset, spec))
+                conn.execute(sql.create_quarantine(dataset))
+            else:
+                for statement in sql.create_table(dataset):
+                    conn.execute(statement)
+            conn.executemany(
+                sql.record_field(), [(dataset.name, f.name, f.type) for f in dataset.fields]
+            )
+            conn.commit()
+        except BaseException:
+            with suppress(duckdb.Error):
+                conn.rollback()
+            raise
+
+    @staticmethod
+    def _stored_fields(conn: Connection, dataset: Dataset) -> dict[str, FieldType]:
+        rows = conn.execute(
+            f"SELECT field, type FROM {sql.FIELDS_TABLE} WHERE dataset = ?", [dataset.name]
+        ).fetchall()
+        if rows:
+            return {name: cast(FieldType, kind) for name, kind in rows}
+        # A table made before the metadata table existed: read its column types instead.
+        columns = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name = ?",
+            [dataset.name],
+        ).fetchall()
+        stored: dict[str, FieldType] = {}
+        for name, data_type in columns:
+            kind = sql.field_type_of_column(data_type)
+            if kind is not None and name not in RESERVED_COLUMNS:
+                stored[name] = kind
+        return stored
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._reader_pool.shutdown(wait=True)
+        self._writer_pool.shutdown(wait=True)
+        for cursor in self._cursors:
+            with suppress(duckdb.Error):
+                cursor.close()
+        self._cursors, self._spare = [], []
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def ping(self) -> None:
+        try:
+            await self._read(lambda cursor: cursor.execute("SELECT 1").fetchone())
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable(f"DuckDB {self.path}: {exc}") from exc
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def write(
+        self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
+    ) -> WriteResult:
+        if not rows.rows and not rejected:
+            return WriteResult(0, 0)
+        try:
+            return await self._on_writer(self._write, dataset, rows, list(rejected))
+        except TransientStoreError:
+            raise
+        except Exception as exc:
+            raise sql.sort_error(dataset, exc) from exc
+
+    def _write(self, dataset: Dataset, rows: EventRows, rejected: list[Rejected]) -> WriteResult:
+        table = sql.rows_table(dataset, rows) if rows.rows else None
+        quarantine = sql.quarantine_rows(rejected) if rejected else None
+        conn = self._connection()
+        inserted = quarantined = 0
+        conn.begin()
+        try:
+            if table is not None:
+                inserted = self._insert(conn, sql.BATCH_VIEW, table, sql.insert_rows(dataset, rows))
+            if quarantine is not None:
+                statement = sql.insert_quarantine(dataset)
+                quarantined = self._insert(conn, sql.QUARANTINE_VIEW, quarantine, statement)
+            conn.commit()
+        except BaseException:
+            with suppress(duckdb.Error):
+                conn.rollback()
+            raise
+        finally:
+            # After the commit or rollback: in an aborted transaction this would fail too.
+            for view in (sql.BATCH_VIEW, sql.QUARANTINE_VIEW):
+                with suppress(duckdb.Error):
+                    conn.unregister(view)
+        return WriteResult(inserted, quarantined)
+
+    @staticmethod
+    def _insert(conn: Connection, view: str, table: pa.Table, statement: str) -> int:
+        """Run an INSERT … SELECT over `table`; DuckDB answers with the rows really inserted
+        (those skipped by ON CONFLICT DO NOTHING are not counted)."""
+        conn.register(view, table)
+        row = conn.execute(statement).fetchone()
+        return int(row[0]) if row else 0
+
+    async def _delete(self, statement: str, params: list[Any]) -> int:
+        def run() -> int:
+            row = self._connection().execute(statement, params).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._on_writer(run)
+
+    async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        statement = f"DELETE FROM {sql.quarantine_table(dataset)} WHERE id = ANY(?)"
+        return await self._delete(statement, [list(ids)])
+
+    async def expire(self, dataset: Dataset, before: datetime) -> int:
+        table, time = sql.quote(dataset.name), sql.quote(dataset.event_time)
+        return await self._delete(f"DELETE FROM {table} WHERE {time} < ?", [sql.utc(before)])
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None:
+        statement = f"{sql.event_select(dataset)} WHERE {sql.quote(dataset.key)} = ?"
+
+        def run(cursor: Connection) -> dict[str, Any] | None:
+            row = cursor.execute(statement, [event_id]).fetchone()
+            return sql.event_dict(dataset, row) if row else None
+
+        return await self._read(run)
+
+    async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
+        statement, params, names = sql.stats_query(dataset, query)
+
+        def run(cursor: Connection) -> list[dict[str, Any]]:
+            rows = cursor.execute(statement, params).fetchall()
+            return [sql.stats_dict(dataset, query, names, row) for row in rows]
+
+        return await self._read(run)
+
+    async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
+        return await self._quarantine(
+            *sql.quarantine_query(dataset, query.after, None, query.limit)
+        )
+
+    async def quarantined_by_id(
+        self, dataset: Dataset, ids: Sequence[str] | None, limit: int
+    ) -> list[QuarantinedEvent]:
+        if ids is not None and not ids:
+            return []
+        return await self._quarantine(*sql.quarantine_query(dataset, None, ids, limit))
+
+    async def _quarantine(self, statement: str, params: list[Any]) -> list[QuarantinedEvent]:
+        def run(cursor: Connection) -> list[QuarantinedEvent]:
+            return [sql.quarantined_event(r) for r in cursor.execute(statement, params).fetchall()]
+
+        return await self._read(run)
+
+    async def summary(self, dataset: Dataset) -> DatasetSummary:
+        statement = sql.summary_query(dataset)
+        row = await self._read(lambda cursor: cursor.execute(statement).fetchone())
+        assert row is not None
+        rows, quarantined, newest, stored = row
+        return DatasetSummary(
+            int(rows),
+            int(quarantined),
+            sql.utc(newest) if newest is not None else None,
+            sql.utc(stored) if stored is not None else None,
+        )
+
+    # Last in the class: below this, `list` would name the method in annotations.
+    async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
+        statement, params = sql.list_query(dataset, query)
+
+        def run(cursor: Connection) -> list[dict[str, Any]]:
+            rows = cursor.execute(statement, params).fetchall()
+            return [sql.event_dict(dataset, row) for row in rows]
+
+        return await self._read(run)
