@@ -2,7 +2,11 @@
 
 A store is one module behind `Store`, picked by URL scheme from `STORES`. The worker and the API
 see only this Protocol; drivers' errors are sorted into TransientStoreError (retry) and
-TerminalStoreError (dead-letter) inside the adapter.
+TerminalStoreError (dead-letter) inside the adapter. Any read may raise BackendUnavailable.
+
+Times come back as UTC-aware datetimes; naive times passed in are read as UTC. Filter and group
+fields are declared, non-json fields (the API checks; a store raises ValueError otherwise).
+`open()` may be called again with more datasets.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class DatasetSummary:
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     inserted: int  # rows that were new; the rest were already stored (redeliveries)
-    quarantined: int
+    quarantined: int  # quarantine rows that were new, likewise
 
 
 class Store(Protocol):
@@ -92,7 +96,7 @@ class Store(Protocol):
         """Up to `query.limit` rows, newest first."""
 
     async def stats(self, dataset: Dataset, query: StatsQuery) -> builtins.list[dict[str, Any]]:
-        """Per bucket (and group): `bucket`, `group`, `count`, and `avg_<field>` per number."""
+        """Per bucket: `bucket`, `count`, `avg_<field>` per number, and `group` with `group_by`."""
 
     async def quarantined(
         self, dataset: Dataset, query: QuarantineQuery
