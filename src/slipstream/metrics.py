@@ -132,3 +132,5 @@ class Metrics:
         for kind in ("transient", "terminal"):
             self.store_errors.labels(dataset, kind)
         self.backlog.labels(dataset)
+        for histogram in (self.batch_size, self.write_latency, self.freshness):
+            histogram.labels(dataset)

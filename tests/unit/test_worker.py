@@ -1,0 +1,160 @@
+"""The worker on the real local broker and DuckDB store, with failures injected in between."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from slipstream.brokers import Broker, Outgoing, create_broker
+from slipstream.config import Settings
+from slipstream.datasets import Dataset, load_catalog
+from slipstream.errors import TerminalStoreError, TransientStoreError
+from slipstream.events import EventRows, Rejected
+from slipstream.metrics import Metrics
+from slipstream.stores import Store, WriteResult, create_store
+from slipstream.worker import Worker
+from tests.helpers import eventually, flight_event
+
+CATALOG = load_catalog(None)
+FLIGHTS = CATALOG.datasets["flights"]
+
+
+class FailingStore:
+    """The real store, except for the failures a test asks for."""
+
+    def __init__(self, inner: Store, transient_writes: int = 0, poison: str | None = None,
+                 poison_error: type[Exception] = TerminalStoreError) -> None:
+        self.inner = inner
+        self.transient_writes = transient_writes
+        self.poison = poison
+        self.poison_error = poison_error
+        self.attempts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def write(self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]) -> WriteResult:
+        self.attempts += 1
+        if self.attempts <= self.transient_writes:
+            raise TransientStoreError("connection reset (injected)")
+        if self.poison and any(row[0] == self.poison for row in rows.rows):
+            raise self.poison_error(f"cannot store {self.poison} (injected)")
+        return await self.inner.write(dataset, rows, rejected)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        broker_url=f"local:///{tmp_path / 'q.db'}", store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
+        lease_seconds=1, max_deliveries=3, batch_size=50, batch_wait=0.05,
+    )
+
+
+@pytest.fixture
+async def backends(settings: Settings) -> AsyncIterator[tuple[Broker, Store]]:
+    broker, store = create_broker(settings), create_store(settings)
+    await broker.open(CATALOG.names)
+    await store.open(list(CATALOG))
+    yield broker, store
+    await broker.close()
+    await store.close()
+
+
+async def publish(broker: Broker, events: list[dict[str, object]]) -> None:
+    await broker.publish("flights", [Outgoing(str(e["id"]), orjson.dumps(e)) for e in events])
+
+
+async def run_until(worker: Worker, check: Any, timeout: float = 30) -> None:
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(check, timeout=timeout)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_store_errors_mean_redelivery_and_no_loss(settings: Settings, backends: tuple[Broker, Store]) -> None:
+    broker, store = backends
+    failing = FailingStore(store, transient_writes=2)
+    metrics = Metrics()
+    worker = Worker(broker, failing, CATALOG, settings, metrics)  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(120)])
+
+    async def all_stored() -> bool:
+        return (await store.summary(FLIGHTS)).rows == 120
+
+    await run_until(worker, all_stored)
+    assert failing.attempts > 2
+    assert await broker.dead_letters("flights", 10, None) == []
+    assert metrics.store_errors.labels("flights", "transient")._value.get() == 2
+
+
+async def test_a_poison_event_is_isolated_and_dead_lettered(settings: Settings, backends: tuple[Broker, Store]) -> None:
+    broker, store = backends
+    metrics = Metrics()
+    worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(40)])
+
+    async def done() -> bool:
+        return (await store.summary(FLIGHTS)).rows == 39 and bool(await broker.dead_letters("flights", 10, None))
+
+    await run_until(worker, done)
+    letters = await broker.dead_letters("flights", 10, None)
+    assert [d.key for d in letters] == ["ev-0000013"]
+    assert "cannot store ev-0000013" in letters[0].reason
+    assert await store.get(FLIGHTS, "ev-0000013") is None
+    assert metrics.events_dead_lettered.labels("flights", "terminal_error")._value.get() == 1
+
+
+async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(settings: Settings, backends: tuple[Broker, Store]) -> None:
+    broker, store = backends
+    single = settings.model_copy(update={"batch_size": 1})
+    failing = FailingStore(store, poison="ev-0000002", poison_error=TransientStoreError)
+    worker = Worker(broker, failing, CATALOG, single, Metrics())  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(5)])
+
+    async def done() -> bool:
+        return bool(await broker.dead_letters("flights", 10, None)) and (await store.summary(FLIGHTS)).rows == 4
+
+    await run_until(worker, done)
+    [letter] = await broker.dead_letters("flights", 10, None)
+    assert letter.key == "ev-0000002" and letter.deliveries == 3
+    # Replaying it once the store accepts it stores it exactly once.
+    failing.poison = None
+    assert await broker.replay_dead_letters("flights", None) == 1
+    worker = Worker(broker, failing, CATALOG, single, Metrics())  # type: ignore[arg-type]
+
+    async def replayed() -> bool:
+        return (await store.summary(FLIGHTS)).rows == 5
+
+    await run_until(worker, replayed)
+
+
+async def test_invalid_events_are_quarantined_in_the_same_commit(settings: Settings, backends: tuple[Broker, Store]) -> None:
+    broker, store = backends
+    metrics = Metrics()
+    worker = Worker(broker, store, CATALOG, settings, metrics)
+    await broker.publish("flights", [
+        Outgoing("a", orjson.dumps(flight_event(1))),
+        Outgoing("b", b"{broken"),
+        Outgoing("c", orjson.dumps(flight_event(2, status="teleported"))),
+    ])
+
+    async def done() -> bool:
+        summary = await store.summary(FLIGHTS)
+        return summary.rows == 1 and summary.quarantined == 2
+
+    await run_until(worker, done)
+    assert metrics.events_quarantined.labels("flights", "invalid_json")._value.get() == 1
+    assert metrics.events_quarantined.labels("flights", "schema")._value.get() == 1
+
+    async def acked() -> bool:
+        return await broker.backlog("flights") == 0
+
+    await eventually(acked, timeout=5, what="every message acked")
