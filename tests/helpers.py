@@ -25,7 +25,9 @@ def wait_until(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.05,
+    check: Callable[[], Awaitable[T]],
+    timeout: float = 30.0,
+    interval: float = 0.05,
     what: str = "condition",
 ) -> T:
     deadline = time.monotonic() + timeout

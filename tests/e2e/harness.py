@@ -15,7 +15,9 @@ from tests.helpers import wait_until
 
 
 class ServerProcess:
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, command: str = "up") -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None = None, command: str = "up"
+    ) -> None:
         self.workdir = workdir
         self.command = command
         self.env = {**os.environ, "SLIPSTREAM_LOG_LEVEL": "warning", **(env or {})}
@@ -29,7 +31,10 @@ class ServerProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "slipstream", self.command, "--port", str(self.port)],
-                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_until(self._ready, timeout, what=f"{self.url}/readyz ({self.log_path})")

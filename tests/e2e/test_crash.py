@@ -34,8 +34,11 @@ class Producer(threading.Thread):
                 n += BATCH
                 body = b"\n".join(orjson.dumps(e) for e in events)
                 try:
-                    answer = client.post("/v1/datasets/flights/events", content=body,
-                                         headers={"Content-Type": "application/x-ndjson"})
+                    answer = client.post(
+                        "/v1/datasets/flights/events",
+                        content=body,
+                        headers={"Content-Type": "application/x-ndjson"},
+                    )
                 except httpx.HTTPError:
                     self.failures += 1
                     continue
@@ -80,6 +83,7 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path: Path) -> None
     restarted.start()
     try:
         with restarted.client() as client:
+
             def all_there() -> bool:
                 return set(accepted) <= set(stored_ids(client))
 
@@ -89,13 +93,19 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path: Path) -> None
 
             # The same ids posted again change nothing.
             again = [flight_event(int(i.split("-")[1]), prefix="crash") for i in accepted[:1000]]
-            answer = client.post("/v1/datasets/flights/events",
-                                 content=b"\n".join(orjson.dumps(e) for e in again),
-                                 headers={"Content-Type": "application/x-ndjson"})
+            answer = client.post(
+                "/v1/datasets/flights/events",
+                content=b"\n".join(orjson.dumps(e) for e in again),
+                headers={"Content-Type": "application/x-ndjson"},
+            )
             assert answer.status_code == 202
-            wait_until(lambda: duplicates_seen(client) >= 1000, timeout=30,
-                       what="the re-posted events to reach the store")
+            wait_until(
+                lambda: duplicates_seen(client) >= 1000,
+                timeout=30,
+                what="the re-posted events to reach the store",
+            )
             after = stored_ids(client)
-            assert len(after) == len(ids) and len(after) == len(set(after))
+            assert len(after) == len(ids)
+            assert len(after) == len(set(after))
     finally:
         restarted.kill()

@@ -43,7 +43,8 @@ def secured(tmp_path: Path) -> Iterator[TestClient]:
 
 def error_of(answer) -> dict[str, object]:  # type: ignore[no-untyped-def]
     body = answer.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
     error: dict[str, object] = body["error"]
     return error
 
@@ -55,30 +56,40 @@ def test_unknown_dataset_is_404_naming_the_known_ones(client: TestClient) -> Non
 
 
 def test_malformed_json_is_400_naming_line_and_column(client: TestClient) -> None:
-    answer = client.post("/v1/datasets/flights/events", content=b'{"flight_id": "LA1",\n "x": }',
-                         headers={"Content-Type": "application/json"})
+    answer = client.post(
+        "/v1/datasets/flights/events",
+        content=b'{"flight_id": "LA1",\n "x": }',
+        headers={"Content-Type": "application/json"},
+    )
     assert answer.status_code == 400
     assert "line 2, column 7" in str(error_of(answer)["message"])
 
 
 def test_body_over_the_limit_is_413(client: TestClient) -> None:
     big = b"\n".join(orjson.dumps(flight_event(i)) for i in range(1000))
-    assert client.post("/v1/datasets/flights/events", content=big, headers=NDJSON).status_code == 413
+    assert (
+        client.post("/v1/datasets/flights/events", content=big, headers=NDJSON).status_code == 413
+    )
     # The limit holds after decompression too: a small gzip body that inflates past it.
     bomb = gzip.compress(b" " * (1024 * 1024))
-    answer = client.post("/v1/datasets/flights/events", content=bomb,
-                         headers={**NDJSON, "Content-Encoding": "gzip"})
+    answer = client.post(
+        "/v1/datasets/flights/events", content=bomb, headers={**NDJSON, "Content-Encoding": "gzip"}
+    )
     assert answer.status_code == 413
     assert error_of(answer)["details"] == {"limit_bytes": 64 * 1024}
 
 
 def test_unsupported_encoding_and_broken_gzip(client: TestClient) -> None:
     body = orjson.dumps(flight_event(1))
-    answer = client.post("/v1/datasets/flights/events", content=body, headers={"Content-Encoding": "br"})
+    answer = client.post(
+        "/v1/datasets/flights/events", content=body, headers={"Content-Encoding": "br"}
+    )
     assert answer.status_code == 415
-    answer = client.post("/v1/datasets/flights/events", content=b"not gzip",
-                         headers={"Content-Encoding": "gzip"})
-    assert answer.status_code == 400 and "gzip" in str(error_of(answer)["message"])
+    answer = client.post(
+        "/v1/datasets/flights/events", content=b"not gzip", headers={"Content-Encoding": "gzip"}
+    )
+    assert answer.status_code == 400
+    assert "gzip" in str(error_of(answer)["message"])
 
 
 def test_empty_body_and_all_invalid_events(client: TestClient) -> None:
@@ -88,8 +99,10 @@ def test_empty_body_and_all_invalid_events(client: TestClient) -> None:
     error = error_of(answer)
     assert "none of the 2 events is valid" in str(error["message"])
     assert [r["index"] for r in error["details"]["rejected"]] == [0, 1]  # type: ignore[index]
-    wait_until(lambda: len(client.get("/v1/datasets/flights/quarantine").json()["items"]) == 2,
-               what="both events in quarantine")
+    wait_until(
+        lambda: len(client.get("/v1/datasets/flights/quarantine").json()["items"]) == 2,
+        what="both events in quarantine",
+    )
 
 
 def test_valid_events_beside_bad_ones_land(client: TestClient) -> None:
@@ -97,37 +110,64 @@ def test_valid_events_beside_bad_ones_land(client: TestClient) -> None:
     answer = client.post("/v1/datasets/flights/events", content=body, headers=NDJSON)
     assert answer.status_code == 202
     assert answer.json()["ids"] == ["ev-0000001", "ev-0000002"]
-    wait_until(lambda: client.get("/v1/datasets/flights/events/ev-0000002").status_code == 200,
-               what="the second valid event")
-    assert client.get("/v1/datasets/flights/events/ev-0000001").json()["flight_id"] == "LA801-2026-11-24"
+    wait_until(
+        lambda: client.get("/v1/datasets/flights/events/ev-0000002").status_code == 200,
+        what="the second valid event",
+    )
+    assert (
+        client.get("/v1/datasets/flights/events/ev-0000001").json()["flight_id"]
+        == "LA801-2026-11-24"
+    )
 
 
 def test_list_filters_formats_and_cursor(client: TestClient) -> None:
     events = [flight_event(i) for i in range(30)]
     client.post("/v1/datasets/flights/events", json=events)
-    wait_until(lambda: client.get("/v1/datasets").json()["datasets"][0]["rows"] == 30, what="30 rows")
-    first = client.get("/v1/datasets/flights/events", params={"limit": 4, "status": "landed"}).json()
+    wait_until(
+        lambda: client.get("/v1/datasets").json()["datasets"][0]["rows"] == 30, what="30 rows"
+    )
+    first = client.get(
+        "/v1/datasets/flights/events", params={"limit": 4, "status": "landed"}
+    ).json()
     assert [e["status"] for e in first["items"]] == ["landed"] * 4
-    second = client.get("/v1/datasets/flights/events",
-                        params={"limit": 4, "status": "landed", "cursor": first["next_cursor"]}).json()
+    second = client.get(
+        "/v1/datasets/flights/events",
+        params={"limit": 4, "status": "landed", "cursor": first["next_cursor"]},
+    ).json()
     assert {e["id"] for e in first["items"]}.isdisjoint(e["id"] for e in second["items"])
     # A cursor is bound to its query, and a forged one is refused.
     other = client.get("/v1/datasets/flights/events", params={"cursor": first["next_cursor"]})
-    assert other.status_code == 400 and "different query" in str(error_of(other)["message"])
-    assert client.get("/v1/datasets/flights/events", params={"cursor": "Zm9yZ2Vk"}).status_code == 400
-    csv = client.get("/v1/datasets/flights/events", params={"limit": 2}, headers={"Accept": "text/csv"})
+    assert other.status_code == 400
+    assert "different query" in str(error_of(other)["message"])
+    assert (
+        client.get("/v1/datasets/flights/events", params={"cursor": "Zm9yZ2Vk"}).status_code == 400
+    )
+    csv = client.get(
+        "/v1/datasets/flights/events", params={"limit": 2}, headers={"Accept": "text/csv"}
+    )
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("id,flight_id,status,event_time")
     assert "x-next-cursor" in csv.headers
-    lines = client.get("/v1/datasets/flights/events", params={"limit": 3},
-                       headers={"Accept": "application/x-ndjson"}).text.splitlines()
-    assert len(lines) == 3 and orjson.loads(lines[0])["id"]
-    for bad in ({"stauts": "landed"}, {"delay_minutes": "late"}, {"status": "teleported"},
-                {"since": "yesterday"}, {"limit": 0}):
+    lines = client.get(
+        "/v1/datasets/flights/events",
+        params={"limit": 3},
+        headers={"Accept": "application/x-ndjson"},
+    ).text.splitlines()
+    assert len(lines) == 3
+    assert orjson.loads(lines[0])["id"]
+    for bad in (
+        {"stauts": "landed"},
+        {"delay_minutes": "late"},
+        {"status": "teleported"},
+        {"since": "yesterday"},
+        {"limit": 0},
+    ):
         answer = client.get("/v1/datasets/flights/events", params=bad)
         assert answer.status_code == 400, bad
         assert error_of(answer)["message"]
-    stats = client.get("/v1/datasets/flights/stats", params={"bucket": "hour", "group_by": "status"}).json()
+    stats = client.get(
+        "/v1/datasets/flights/stats", params={"bucket": "hour", "group_by": "status"}
+    ).json()
     assert sum(item["count"] for item in stats["items"]) == 30
     assert client.get("/v1/datasets/flights/stats", params={"group_by": "nope"}).status_code == 400
     assert client.get("/v1/datasets/flights/events/missing").status_code == 404
@@ -135,30 +175,45 @@ def test_list_filters_formats_and_cursor(client: TestClient) -> None:
 
 def test_quarantine_replay_after_a_fix(client: TestClient) -> None:
     # Valid JSON, wrong shape: replay re-checks it against the current schema and keeps it.
-    client.post("/v1/datasets/flights/events", json=[flight_event(1), flight_event(2, status="teleported")])
-    wait_until(lambda: client.get("/v1/datasets/flights/quarantine").json()["items"], what="quarantine")
+    client.post(
+        "/v1/datasets/flights/events", json=[flight_event(1), flight_event(2, status="teleported")]
+    )
+    wait_until(
+        lambda: client.get("/v1/datasets/flights/quarantine").json()["items"], what="quarantine"
+    )
     replay = client.post("/v1/datasets/flights/quarantine/replay").json()
-    assert replay["replayed"] == 0 and "teleported" in replay["still_invalid"][0]["error"]
+    assert replay["replayed"] == 0
+    assert "teleported" in replay["still_invalid"][0]["error"]
 
 
 def test_scopes(secured: TestClient) -> None:
     event = flight_event(1)
     assert secured.get("/healthz").status_code == 200
     answer = secured.post("/v1/datasets/flights/events", json=event)
-    assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
-    wrong = secured.post("/v1/datasets/flights/events", json=event, headers={"X-API-Key": "nope-nope-nope"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+    wrong = secured.post(
+        "/v1/datasets/flights/events", json=event, headers={"X-API-Key": "nope-nope-nope"}
+    )
     assert wrong.status_code == 401
     as_reader = {"Authorization": "Bearer reader-key-1"}
     forbidden = secured.post("/v1/datasets/flights/events", json=event, headers=as_reader)
-    assert forbidden.status_code == 403 and "lacks the 'ingest' scope" in str(error_of(forbidden)["message"])
-    ok = secured.post("/v1/datasets/flights/events", json=event, headers={"X-API-Key": "ingest-key-1"})
+    assert forbidden.status_code == 403
+    assert "lacks the 'ingest' scope" in str(error_of(forbidden)["message"])
+    ok = secured.post(
+        "/v1/datasets/flights/events", json=event, headers={"X-API-Key": "ingest-key-1"}
+    )
     assert ok.status_code == 202
     assert secured.get("/v1/datasets", headers=as_reader).status_code == 200
     assert secured.get("/v1/datasets", headers={"X-API-Key": "ingest-key-1"}).status_code == 403
-    assert secured.post("/v1/datasets/flights/deadletter/replay", headers=as_reader).status_code == 403
+    assert (
+        secured.post("/v1/datasets/flights/deadletter/replay", headers=as_reader).status_code == 403
+    )
     # admin may replay and implies nothing else
     admin = {"X-API-Key": "admin-key-11"}
-    assert secured.post("/v1/datasets/flights/deadletter/replay", headers=admin).json() == {"replayed": 0}
+    assert secured.post("/v1/datasets/flights/deadletter/replay", headers=admin).json() == {
+        "replayed": 0
+    }
     assert secured.get("/v1/datasets", headers=admin).status_code == 403
 
 
@@ -176,6 +231,10 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ready", "broker": "ok", "store": "ok"}
     client.post("/v1/datasets/flights/events", json=flight_event(1))
     text = client.get("/metrics").text
-    assert 'slipstream_http_requests_total{code="202",method="POST",route="/v1/datasets/{ds}/events"} 1.0' in text
+    assert (
+        'slipstream_http_requests_total{code="202",method="POST",route="/v1/datasets/{ds}/events"} 1.0'
+        in text
+    )
     assert 'slipstream_events_ingested_total{dataset="flights"} 1.0' in text
-    assert "slipstream_broker_backlog" in text and "slipstream_freshness_seconds_bucket" in text
+    assert "slipstream_broker_backlog" in text
+    assert "slipstream_freshness_seconds_bucket" in text

@@ -8,7 +8,9 @@ from slipstream.config import load_settings, parse_api_keys, path_from_url
 from slipstream.errors import ConfigError
 
 
-def test_defaults_are_the_embedded_pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_defaults_are_the_embedded_pipeline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
     assert settings.broker_url == "local:///./data/queue.db"
@@ -23,10 +25,18 @@ def test_absolute_paths_take_four_slashes() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("SLIPSTREAM_BATCH_SIZE", "lots", "SLIPSTREAM_BATCH_SIZE='lots': Input should be a valid integer"),
+        (
+            "SLIPSTREAM_BATCH_SIZE",
+            "lots",
+            "SLIPSTREAM_BATCH_SIZE='lots': Input should be a valid integer",
+        ),
         ("SLIPSTREAM_BATCH_SIZE", "0", "SLIPSTREAM_BATCH_SIZE='0'"),
         ("SLIPSTREAM_BROKER_URL", "queue.db", "SLIPSTREAM_BROKER_URL='queue.db': must be a URL"),
-        ("SLIPSTREAM_API_KEYS", "abcdefgh:write", "SLIPSTREAM_API_KEYS: entry 1 has unknown scope write"),
+        (
+            "SLIPSTREAM_API_KEYS",
+            "abcdefgh:write",
+            "SLIPSTREAM_API_KEYS: entry 1 has unknown scope write",
+        ),
         ("SLIPSTREAM_API_KEYS", "short:read", "at least 8 characters"),
     ],
 )
@@ -56,7 +66,7 @@ def test_api_keys_format() -> None:
 
 def test_env_wins_over_dotenv_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "slipstream.toml").write_text('batch_size = 7\nbatch_wait = 0.5\nport = 9000\n')
+    (tmp_path / "slipstream.toml").write_text("batch_size = 7\nbatch_wait = 0.5\nport = 9000\n")
     (tmp_path / ".env").write_text("SLIPSTREAM_BATCH_WAIT=0.25\nSLIPSTREAM_PORT=9001\n")
     monkeypatch.setenv("SLIPSTREAM_PORT", "9002")
     settings = load_settings()

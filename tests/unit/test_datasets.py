@@ -25,18 +25,27 @@ def test_packaged_flights_dataset() -> None:
     flights = load_catalog(None).get("flights")
     assert flights is not None
     assert flights.field_names == (
-        "id", "flight_id", "status", "event_time", "origin", "destination", "delay_minutes",
-        "gate", "aircraft",
+        "id",
+        "flight_id",
+        "status",
+        "event_time",
+        "origin",
+        "destination",
+        "delay_minutes",
+        "gate",
+        "aircraft",
     )
     status = flights.field("status")
-    assert status is not None and "diverted" in status.values
+    assert status is not None
+    assert "diverted" in status.values
 
 
 def test_a_file_parses_with_retention(tmp_path: Path) -> None:
     path = tmp_path / "ds.yaml"
     path.write_text(GOOD)
     gates = load_catalog(path).get("gates")
-    assert gates is not None and gates.retention == timedelta(hours=12)
+    assert gates is not None
+    assert gates.retention == timedelta(hours=12)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +61,8 @@ def test_a_file_parses_with_retention(tmp_path: Path) -> None:
 def test_bad_files_name_the_place(change: tuple[str, str], message: str) -> None:
     with pytest.raises(DatasetError) as info:
         parse_catalog(GOOD.replace(*change), "ds.yaml")
-    assert "ds.yaml" in str(info.value) and message in str(info.value)
+    assert "ds.yaml" in str(info.value)
+    assert message in str(info.value)
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -67,7 +77,9 @@ def test_schema_changes_allow_only_additions() -> None:
     assert [f.name for f in schema_changes(gates, existing)] == ["open"]  # type: ignore[arg-type]
     with pytest.raises(DatasetError, match="'gates': field 'gate' changed type from int to string"):
         schema_changes(gates, {**existing, "gate": "int"})  # type: ignore[dict-item]
-    required = parse_catalog(GOOD.replace("{name: open, type: bool}", "{name: open, type: bool, required: true}"), "x").get("gates")
+    required = parse_catalog(
+        GOOD.replace("{name: open, type: bool}", "{name: open, type: bool, required: true}"), "x"
+    ).get("gates")
     assert required is not None
     with pytest.raises(DatasetError, match="new field 'open' is required"):
         schema_changes(required, existing)  # type: ignore[arg-type]

@@ -14,16 +14,19 @@ CODEC = EventCodec(load_catalog(None).datasets["flights"])
 
 
 def test_ndjson_good_lines_land_beside_bad_ones() -> None:
-    body = b"\r\n".join([
-        orjson.dumps(flight_event(1)),
-        b"",
-        b'{"flight_id": "LA1"',
-        orjson.dumps(flight_event(2, status="teleported")),
-        orjson.dumps({k: v for k, v in flight_event(3).items() if k != "id"}),
-    ])
+    body = b"\r\n".join(
+        [
+            orjson.dumps(flight_event(1)),
+            b"",
+            b'{"flight_id": "LA1"',
+            orjson.dumps(flight_event(2, status="teleported")),
+            orjson.dumps({k: v for k, v in flight_event(3).items() if k != "id"}),
+        ]
+    )
     intake = from_ndjson(body, CODEC, {})
     assert intake.ids[0] == "ev-0000001"
-    assert len(intake.ids) == 2 and intake.ids[1] != "ev-0000003"  # a generated UUIDv7
+    assert len(intake.ids) == 2
+    assert intake.ids[1] != "ev-0000003"
     assert [r["index"] for r in intake.rejected] == [1, 2]
     assert intake.rejected[0]["error"].startswith("line 3: not valid JSON")
     assert "Invalid enum value 'teleported' - at $.status" in intake.rejected[1]["error"]
@@ -65,6 +68,9 @@ def test_codec_rows_keep_unknown_fields_and_read_naive_times_as_utc() -> None:
 
 def test_codec_rejects_out_of_range_integers() -> None:
     for too_big in (b"9223372036854775808", b"123456789012345678901234567890"):
-        raw = orjson.dumps(flight_event(1)).replace(b'"delay_minutes":1', b'"delay_minutes":' + too_big)
+        raw = orjson.dumps(flight_event(1)).replace(
+            b'"delay_minutes":1', b'"delay_minutes":' + too_big
+        )
         rows, rejected = CODEC.decode([("k", raw, datetime.now(UTC))])
-        assert not rows.rows and "delay_minutes" in rejected[0][1].reason
+        assert not rows.rows
+        assert "delay_minutes" in rejected[0][1].reason

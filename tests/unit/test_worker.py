@@ -27,8 +27,13 @@ FLIGHTS = CATALOG.datasets["flights"]
 class FailingStore:
     """The real store, except for the failures a test asks for."""
 
-    def __init__(self, inner: Store, transient_writes: int = 0, poison: str | None = None,
-                 poison_error: type[Exception] = TerminalStoreError) -> None:
+    def __init__(
+        self,
+        inner: Store,
+        transient_writes: int = 0,
+        poison: str | None = None,
+        poison_error: type[Exception] = TerminalStoreError,
+    ) -> None:
         self.inner = inner
         self.transient_writes = transient_writes
         self.poison = poison
@@ -38,7 +43,9 @@ class FailingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def write(self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]) -> WriteResult:
+    async def write(
+        self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
+    ) -> WriteResult:
         self.attempts += 1
         if self.attempts <= self.transient_writes:
             raise TransientStoreError("connection reset (injected)")
@@ -51,8 +58,12 @@ class FailingStore:
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        broker_url=f"local:///{tmp_path / 'q.db'}", store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
-        lease_seconds=1, max_deliveries=3, batch_size=50, batch_wait=0.05,
+        broker_url=f"local:///{tmp_path / 'q.db'}",
+        store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
+        lease_seconds=1,
+        max_deliveries=3,
+        batch_size=50,
+        batch_wait=0.05,
     )
 
 
@@ -79,7 +90,9 @@ async def run_until(worker: Worker, check: Any, timeout: float = 30) -> None:
         await asyncio.wait_for(task, 10)
 
 
-async def test_store_errors_mean_redelivery_and_no_loss(settings: Settings, backends: tuple[Broker, Store]) -> None:
+async def test_store_errors_mean_redelivery_and_no_loss(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
     broker, store = backends
     failing = FailingStore(store, transient_writes=2)
     metrics = Metrics()
@@ -95,14 +108,18 @@ async def test_store_errors_mean_redelivery_and_no_loss(settings: Settings, back
     assert metrics.store_errors.labels("flights", "transient")._value.get() == 2
 
 
-async def test_a_poison_event_is_isolated_and_dead_lettered(settings: Settings, backends: tuple[Broker, Store]) -> None:
+async def test_a_poison_event_is_isolated_and_dead_lettered(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
     broker, store = backends
     metrics = Metrics()
     worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)  # type: ignore[arg-type]
     await publish(broker, [flight_event(i) for i in range(40)])
 
     async def done() -> bool:
-        return (await store.summary(FLIGHTS)).rows == 39 and bool(await broker.dead_letters("flights", 10, None))
+        return (await store.summary(FLIGHTS)).rows == 39 and bool(
+            await broker.dead_letters("flights", 10, None)
+        )
 
     await run_until(worker, done)
     letters = await broker.dead_letters("flights", 10, None)
@@ -112,7 +129,9 @@ async def test_a_poison_event_is_isolated_and_dead_lettered(settings: Settings, 
     assert metrics.events_dead_lettered.labels("flights", "terminal_error")._value.get() == 1
 
 
-async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(settings: Settings, backends: tuple[Broker, Store]) -> None:
+async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
     broker, store = backends
     single = settings.model_copy(update={"batch_size": 1})
     failing = FailingStore(store, poison="ev-0000002", poison_error=TransientStoreError)
@@ -120,11 +139,15 @@ async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(setting
     await publish(broker, [flight_event(i) for i in range(5)])
 
     async def done() -> bool:
-        return bool(await broker.dead_letters("flights", 10, None)) and (await store.summary(FLIGHTS)).rows == 4
+        return (
+            bool(await broker.dead_letters("flights", 10, None))
+            and (await store.summary(FLIGHTS)).rows == 4
+        )
 
     await run_until(worker, done)
     [letter] = await broker.dead_letters("flights", 10, None)
-    assert letter.key == "ev-0000002" and letter.deliveries == 3
+    assert letter.key == "ev-0000002"
+    assert letter.deliveries == 3
     # Replaying it once the store accepts it stores it exactly once.
     failing.poison = None
     assert await broker.replay_dead_letters("flights", None) == 1
@@ -136,15 +159,20 @@ async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(setting
     await run_until(worker, replayed)
 
 
-async def test_invalid_events_are_quarantined_in_the_same_commit(settings: Settings, backends: tuple[Broker, Store]) -> None:
+async def test_invalid_events_are_quarantined_in_the_same_commit(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
     broker, store = backends
     metrics = Metrics()
     worker = Worker(broker, store, CATALOG, settings, metrics)
-    await broker.publish("flights", [
-        Outgoing("a", orjson.dumps(flight_event(1))),
-        Outgoing("b", b"{broken"),
-        Outgoing("c", orjson.dumps(flight_event(2, status="teleported"))),
-    ])
+    await broker.publish(
+        "flights",
+        [
+            Outgoing("a", orjson.dumps(flight_event(1))),
+            Outgoing("b", b"{broken"),
+            Outgoing("c", orjson.dumps(flight_event(2, status="teleported"))),
+        ],
+    )
 
     async def done() -> bool:
         summary = await store.summary(FLIGHTS)

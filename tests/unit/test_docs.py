@@ -1,0 +1,51 @@
+"""The documentation names every endpoint, command and setting the software has."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from slipstream.api.app import create_app
+from slipstream.cli import app as cli_app
+from slipstream.config import ENV_PREFIX, Settings
+from slipstream.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = "\n".join(
+    p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+)
+
+
+def routes() -> list[str]:
+    app = create_app(Runtime(Settings(_env_file=None)))  # type: ignore[call-arg]
+    paths: dict[str, dict[str, object]] = app.openapi()["paths"]
+    return sorted(f"{method.upper()} {path}" for path, item in paths.items() for method in item)
+
+
+@pytest.mark.parametrize("route", routes())
+def test_every_endpoint_is_documented(route: str) -> None:
+    method, path = route.split(" ")
+    # Docs show concrete paths: /v1/datasets/flights/events/LA800-1 stands for …/{ds}/events/{event_id}
+    pattern = (
+        re.escape(path)
+        .replace(r"\{ds\}", r"(\{ds\}|flights)")
+        .replace(r"\{event_id\}", r"(\{id\}|[\w-]+)")
+    )
+    assert re.search(rf"(GET|POST|-X {method}).*{pattern}\b", DOCS) or re.search(
+        rf"{method} `?{pattern}", DOCS
+    ), f"{route} is not in README.md or docs/"
+
+
+@pytest.mark.parametrize(
+    "command", sorted(c.name or "" for c in typer.main.get_command(cli_app).commands.values())
+)  # type: ignore[attr-defined]
+def test_every_command_is_documented(command: str) -> None:
+    assert f"slipstream {command}" in DOCS
+
+
+@pytest.mark.parametrize("setting", sorted(Settings.model_fields))
+def test_every_setting_is_documented(setting: str) -> None:
+    assert f"{ENV_PREFIX}{setting.upper()}" in DOCS
