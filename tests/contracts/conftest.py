@@ -60,7 +60,9 @@ def dataset(flights: Dataset, token: str) -> Dataset:
 
 
 @pytest.fixture
-async def store(store_backend: Backend, tmp_path: Path, token: str, dataset: Dataset) -> AsyncIterator[Store]:
+async def store(
+    store_backend: Backend, tmp_path: Path, token: str, dataset: Dataset
+) -> AsyncIterator[Store]:
     settings = store_backend.settings(tmp_path, token)
     instance = create_store(settings)
     await instance.open([dataset])

@@ -1,0 +1,153 @@
+"""What only the embedded SQLite broker promises: a file shared by processes, durable, in WAL mode."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from slipstream.brokers import Outgoing
+from slipstream.brokers.local import LocalBroker
+from slipstream.config import Settings
+from slipstream.errors import BackendUnavailable
+
+TOPIC = "flights"
+
+Opener = Callable[..., AbstractAsyncContextManager[LocalBroker]]
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **{"lease_seconds": 30, **values})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def queue_file(tmp_path: Path) -> Path:
+    return tmp_path / "queue.db"
+
+
+@pytest.fixture
+def opened(queue_file: Path) -> Opener:
+    """`async with opened() as broker`: one more broker (one more "process") on the same file."""
+
+    @asynccontextmanager
+    async def opener(busy_timeout: float = 5.0) -> AsyncIterator[LocalBroker]:
+        broker = LocalBroker(queue_file, settings(), busy_timeout=busy_timeout)
+        await broker.open([TOPIC])
+        try:
+            yield broker
+        finally:
+            await broker.close()
+
+    return opener
+
+
+async def test_a_publish_by_one_instance_reaches_a_waiting_pull_of_another(opened: Opener) -> None:
+    async with opened() as consumer, opened() as producer:
+        assert await consumer.pull(TOPIC, 10, wait=0) == []
+        await producer.publish(TOPIC, [Outgoing("e1", b"one")])
+        start = time.monotonic()
+        got = await consumer.pull(TOPIC, 10, wait=5)  # found by polling: no wake-up across files
+        assert [(d.key, d.data) for d in got] == [("e1", b"one")]
+        assert time.monotonic() - start < 1
+
+
+async def test_a_publish_from_another_os_process_is_pulled(
+    opened: Opener, queue_file: Path
+) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from slipstream.brokers import Outgoing\n"
+        "from slipstream.brokers.local import LocalBroker\n"
+        "from slipstream.config import Settings\n"
+        "async def main():\n"
+        "    broker = LocalBroker.from_url(sys.argv[1], Settings(_env_file=None))\n"
+        "    await broker.open(['flights'])\n"
+        "    await broker.publish('flights', [Outgoing('e1', b'from afar', {'by': 'child'})])\n"
+        "    await broker.close()\n"
+        "asyncio.run(main())\n"
+    )
+    async with opened() as consumer:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, f"local:///{queue_file}"
+        )
+        got = await consumer.pull(TOPIC, 10, wait=20)  # waiting while the child publishes
+        assert await child.wait() == 0
+    assert [(d.key, d.data, d.attributes) for d in got] == [("e1", b"from afar", {"by": "child"})]
+
+
+async def test_two_instances_pulling_together_get_each_message_once(opened: Opener) -> None:
+    async with opened() as first, opened() as second:
+        await first.publish(TOPIC, [Outgoing(f"k{i}", b"x") for i in range(200)])
+        keys: list[str] = []
+        for _ in range(20):
+            for broker in (first, second):
+                batch = await broker.pull(TOPIC, 7, wait=0)
+                keys += [d.key for d in batch]
+                await broker.ack(TOPIC, batch)
+        assert sorted(keys) == sorted(f"k{i}" for i in range(200))
+
+
+async def test_a_published_message_survives_a_restart(opened: Opener) -> None:
+    async with opened() as broker:
+        await broker.publish(TOPIC, [Outgoing("e1", b"kept", {"a": "b"})])
+    async with opened() as broker:
+        assert await broker.backlog(TOPIC) == 1
+        [delivery] = await broker.pull(TOPIC, 10, wait=0)
+    assert (delivery.key, delivery.data, delivery.attributes) == ("e1", b"kept", {"a": "b"})
+
+
+async def test_the_file_is_in_wal_mode(opened: Opener, queue_file: Path) -> None:
+    async with opened():
+        with sqlite3.connect(queue_file) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.close()
+
+
+async def test_from_url_resolves_a_relative_path_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    broker = LocalBroker.from_url("local:///./data/queue.db", settings())
+    assert broker.path == tmp_path / "data" / "queue.db"  # pytest's tmp_path is resolved
+    assert broker.path.parent.is_dir()
+    await broker.open([TOPIC])
+    await broker.ping()
+    await broker.close()
+    assert broker.path.is_file()
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_backend_unavailable(
+    opened: Opener, queue_file: Path
+) -> None:
+    async with opened(busy_timeout=0.1) as broker:
+        blocker = sqlite3.connect(queue_file, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(BackendUnavailable, match="locked"):
+                await broker.publish(TOPIC, [Outgoing("e1", b"x")])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await broker.publish(TOPIC, [Outgoing("e1", b"x")])
+        assert await broker.backlog(TOPIC) == 1
+
+
+async def test_an_unknown_dataset_is_a_value_error(opened: Opener) -> None:
+    async with opened() as broker:
+        with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+            await broker.publish("nope", [Outgoing("e1", b"x")])
+        with pytest.raises(ValueError, match="unknown dataset"):
+            await broker.pull("nope", 1, wait=0)
+
+
+async def test_a_closed_broker_is_unavailable(opened: Opener) -> None:
+    async with opened() as broker:
+        pass
+    with pytest.raises(BackendUnavailable, match="closed"):
+        await broker.ping()
