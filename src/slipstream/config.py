@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     create_resources: bool = Field(
         True, description="Create missing topics, queues and tables at start."
     )
+    read_cache_size: int = Field(
+        50_000, ge=0, description="Events kept in memory for GET by id; 0 turns the cache off."
+    )
     retention_interval: float = Field(3600, gt=0, description="Seconds between retention sweeps.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from slipstream.api.cache import ReadCache
 from slipstream.brokers import Broker, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, load_catalog
@@ -50,6 +51,7 @@ class Runtime:
             else None
         )
         self.backlog: dict[str, int] = dict.fromkeys(self.catalog.names, 0)
+        self.read_cache = ReadCache(settings.read_cache_size)
         self._tasks: list[asyncio.Task[None]] = []
         self._worker_task: asyncio.Task[None] | None = None
 
@@ -113,5 +115,6 @@ class Runtime:
                     log.warning("retention sweep of %s failed: %s", dataset.name, exc)
                     continue
                 if removed:
+                    self.read_cache.clear()
                     log.info("retention removed %d rows of %s", removed, dataset.name)
             await asyncio.sleep(self.settings.retention_interval)

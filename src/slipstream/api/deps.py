@@ -14,7 +14,7 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def dataset_of(request: Request, ds: str) -> Dataset:
+async def dataset_of(request: Request, ds: str) -> Dataset:
     dataset = runtime_of(request).catalog.get(ds)
     if dataset is None:
         known = ", ".join(runtime_of(request).catalog.names)

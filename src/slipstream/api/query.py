@@ -13,6 +13,7 @@ from slipstream.api.deps import dataset_of, runtime_of
 from slipstream.api.encoding import (
     BadCursor,
     decode_cursor,
+    dumps,
     encode_cursor,
     fingerprint,
     json_response,
@@ -55,13 +56,18 @@ def page_response(
 async def get_event(
     request: Request, dataset: Annotated[Dataset, Depends(dataset_of)], event_id: str
 ) -> Response:
-    try:
-        row = await runtime_of(request).store.get(dataset, event_id)
-    except BackendUnavailable as exc:
-        raise store_unavailable(exc) from None
-    if row is None:
-        raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
-    return json_response(row)
+    runtime = runtime_of(request)
+    body = runtime.read_cache.get(dataset.name, event_id)
+    if body is None:
+        try:
+            row = await runtime.store.get(dataset, event_id)
+        except BackendUnavailable as exc:
+            raise store_unavailable(exc) from None
+        if row is None:
+            raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
+        body = dumps(row)
+        runtime.read_cache.put(dataset.name, event_id, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get(
