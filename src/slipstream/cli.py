@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
 Host = Annotated[
     str | None, typer.Option(help="Address to listen on [default: SLIPSTREAM_HOST or 127.0.0.1]")
 ]

@@ -113,7 +113,15 @@ class DuckDBStore:
             try:
                 conn = duckdb.connect(self.path)
             except duckdb.Error as exc:
-                raise BackendUnavailable(f"cannot open DuckDB database {self.path}: {exc}") from exc
+                hint = ""
+                if "lock" in str(exc).lower():
+                    hint = (
+                        " — DuckDB lets one process use a database file: run API and worker "
+                        "together with `slipstream up`, or use PostgreSQL for separate processes"
+                    )
+                raise BackendUnavailable(
+                    f"cannot open DuckDB database {self.path}: {exc}{hint}"
+                ) from exc
             # Cursors are made here, on the writer thread, rather than lazily by each reader
             # while the writer may be using the connection.
             self._cursors = [conn.cursor() for _ in range(self._readers)]
