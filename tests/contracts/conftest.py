@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from slipstream.brokers import Broker, create_broker
+from slipstream.config import Settings
 from slipstream.datasets import Dataset, load_catalog
 from slipstream.stores import Store, create_store
 from tests.conftest import service_missing
@@ -44,10 +45,15 @@ def store_backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-async def broker(broker_backend: Backend, tmp_path: Path, token: str) -> AsyncIterator[Broker]:
+def broker_settings(broker_backend: Backend, tmp_path: Path, token: str) -> Settings:
+    """The backend's settings; tests read its lease and delivery limit from here."""
+    return broker_backend.settings(tmp_path, token)
+
+
+@pytest.fixture
+async def broker(broker_settings: Settings, token: str) -> AsyncIterator[Broker]:
     """A broker with two fresh topics: `ds_<token>` and `other_<token>`."""
-    settings = broker_backend.settings(tmp_path, token)
-    instance = create_broker(settings)
+    instance = create_broker(broker_settings)
     await instance.open([f"ds_{token}", f"other_{token}"])
     yield instance
     await instance.close()

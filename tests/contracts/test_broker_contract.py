@@ -1,7 +1,7 @@
 """The broker contract, written once against `Broker` and run over every backend in backends.py.
 
-Only the Protocol is used here. backends.py gives every broker lease_seconds=1 and
-max_deliveries=3; the deadlines below are generous so that slower services pass, while the tests
+Only the Protocol is used here. Each backend's lease and delivery limit come from its settings in
+backends.py; the deadlines below are generous so that slower services pass, while the tests
 finish as soon as the behaviour shows.
 """
 
@@ -14,11 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from slipstream.brokers import Broker, Delivery, Outgoing
+from slipstream.config import Settings
 
 T = TypeVar("T")
 
-LEASE = 1.0  # lease_seconds in backends.py
-MAX_DELIVERIES = 3  # max_deliveries in backends.py
 DEADLINE = 15.0
 
 
@@ -55,7 +54,10 @@ def messages(count: int, prefix: str = "k") -> list[Outgoing]:
     return [Outgoing(f"{prefix}{i}", f"payload {i}".encode()) for i in range(count)]
 
 
-async def test_publish_pull_ack_round_trip(broker: Broker, token: str) -> None:
+async def test_publish_pull_ack_round_trip(
+    broker_settings: Settings, broker: Broker, token: str
+) -> None:
+    lease = broker_settings.lease_seconds
     topic = f"ds_{token}"
     sent = [
         Outgoing("e1", b'{"a": 1}', {"content-type": "application/json", "source": "test"}),
@@ -76,7 +78,7 @@ async def test_publish_pull_ack_round_trip(broker: Broker, token: str) -> None:
     assert len({d.handle for d in got}) == 2
 
     await broker.ack(topic, got)
-    await assert_nothing_pulled(broker, topic, wait=LEASE * 1.5)  # past the lease: gone for good
+    await assert_nothing_pulled(broker, topic, wait=lease * 1.5)  # past the lease: gone for good
 
 
 async def test_publishing_nothing_is_a_no_op(broker: Broker, token: str) -> None:
@@ -132,36 +134,43 @@ async def test_unacked_message_comes_back_after_the_lease(broker: Broker, token:
 
 
 async def test_nack_without_delay_makes_the_message_available_at_once(
-    broker: Broker, token: str
+    broker_settings: Settings, broker: Broker, token: str
 ) -> None:
+    lease = broker_settings.lease_seconds
     topic = f"ds_{token}"
     await broker.publish(topic, messages(1))
     got = await pull_exactly(broker, topic, 1)
     start = time.monotonic()
     await broker.nack(topic, got, delay=0)
     [again] = await pull_exactly(broker, topic, 1)
-    assert time.monotonic() - start < LEASE  # not merely the lease running out
+    assert time.monotonic() - start < lease  # not merely the lease running out
     assert (again.key, again.delivery_count) == ("k0", 2)
 
 
-async def test_nack_with_delay_hides_the_message_until_then(broker: Broker, token: str) -> None:
+async def test_nack_with_delay_hides_the_message_until_then(
+    broker_settings: Settings, broker: Broker, token: str
+) -> None:
+    lease = broker_settings.lease_seconds
     topic = f"ds_{token}"
-    delay = LEASE * 2
+    delay = lease * 2
     await broker.publish(topic, messages(1))
     got = await pull_exactly(broker, topic, 1)
     start = time.monotonic()
     await broker.nack(topic, got, delay=delay)
     # Past the end of the original lease, before the end of the delay.
-    await assert_nothing_pulled(broker, topic, wait=LEASE * 1.2)
+    await assert_nothing_pulled(broker, topic, wait=lease * 1.2)
     [again] = await pull_exactly(broker, topic, 1)
     assert time.monotonic() - start >= delay * 0.9
     assert (again.key, again.delivery_count) == ("k0", 2)
 
 
-async def test_message_never_acked_ends_in_the_dead_letters(broker: Broker, token: str) -> None:
+async def test_message_never_acked_ends_in_the_dead_letters(
+    broker_settings: Settings, broker: Broker, token: str
+) -> None:
+    max_deliveries = broker_settings.max_deliveries
     topic = f"ds_{token}"
     await broker.publish(topic, messages(1))
-    for count in range(1, MAX_DELIVERIES + 1):
+    for count in range(1, max_deliveries + 1):
         [delivery] = await pull_exactly(broker, topic, 1)
         assert delivery.delivery_count == count
 
@@ -171,14 +180,17 @@ async def test_message_never_acked_ends_in_the_dead_letters(broker: Broker, toke
 
     await eventually(dead_and_not_redelivered)
     [dead] = await broker.dead_letters(topic, 10, None)
-    assert (dead.key, dead.data, dead.deliveries) == ("k0", b"payload 0", MAX_DELIVERIES)
+    assert (dead.key, dead.data, dead.deliveries) == ("k0", b"payload 0", max_deliveries)
     assert dead.reason
     assert dead.dead_at >= dead.published_at
     await assert_nothing_pulled(broker, topic, wait=0.5)
     assert await eventually(lambda: backlog_is(broker, topic, 0))
 
 
-async def test_dead_letter_keeps_the_reason(broker: Broker, token: str) -> None:
+async def test_dead_letter_keeps_the_reason(
+    broker_settings: Settings, broker: Broker, token: str
+) -> None:
+    lease = broker_settings.lease_seconds
     topic = f"ds_{token}"
     await broker.publish(topic, messages(2))
     got = sorted(await pull_exactly(broker, topic, 2), key=lambda d: d.key)
@@ -193,7 +205,7 @@ async def test_dead_letter_keeps_the_reason(broker: Broker, token: str) -> None:
     )
     assert dead.deliveries == 1
     assert await broker.dead_letters(f"other_{token}", 10, None) == []
-    await assert_nothing_pulled(broker, topic, wait=LEASE * 1.5)  # not redelivered after the lease
+    await assert_nothing_pulled(broker, topic, wait=lease * 1.5)  # not redelivered after the lease
 
 
 async def test_dead_letters_page_oldest_first(broker: Broker, token: str) -> None:
