@@ -13,8 +13,8 @@ from starlette.responses import Response
 from slipstream.api.auth import require
 from slipstream.api.deps import dataset_of, runtime_of
 from slipstream.api.encoding import BadCursor, decode_cursor, encode_cursor, json_response
-from slipstream.api.errors import ApiError
-from slipstream.api.query import Limit, store_unavailable
+from slipstream.api.errors import ApiError, unavailable
+from slipstream.api.query import Limit
 from slipstream.brokers import Outgoing
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
@@ -65,7 +65,7 @@ async def quarantine(
             dataset, QuarantineQuery(limit=limit, after=after)
         )
     except BackendUnavailable as exc:
-        raise store_unavailable(exc) from None
+        raise unavailable("store", exc) from None
     items = [
         {"id": r.id, "reason": r.reason, "raw": r.raw, "received_at": r.received_at} for r in rows
     ]
@@ -96,7 +96,7 @@ async def replay_quarantine(
     try:
         rows = await runtime.store.quarantined_by_id(dataset, ids, REPLAY_LIMIT)
     except BackendUnavailable as exc:
-        raise store_unavailable(exc) from None
+        raise unavailable("store", exc) from None
     messages: list[Outgoing] = []
     replayed: list[str] = []
     still_invalid: list[dict[str, str]] = []
@@ -144,9 +144,7 @@ async def deadletter(
     try:
         letters = await runtime_of(request).broker.dead_letters(dataset.name, limit, after)
     except BackendUnavailable as exc:
-        raise ApiError(
-            503, f"the broker is unavailable ({exc}); retry shortly", headers={"Retry-After": "2"}
-        ) from None
+        raise unavailable("broker", exc) from None
     items = [
         {
             "id": d.id,
@@ -180,7 +178,5 @@ async def replay_deadletter(
             dataset.name, body.ids if body else None
         )
     except BackendUnavailable as exc:
-        raise ApiError(
-            503, f"the broker is unavailable ({exc}); retry shortly", headers={"Retry-After": "2"}
-        ) from None
+        raise unavailable("broker", exc) from None
     return json_response({"replayed": count})

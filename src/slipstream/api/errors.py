@@ -47,6 +47,13 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def unavailable(what: str, exc: Exception) -> ApiError:
+    """503 for a broker or store that cannot be reached now; clients retry after a pause."""
+    return ApiError(
+        503, f"the {what} is unavailable ({exc}); retry shortly", headers={"Retry-After": "2"}
+    )
+
+
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> Response:

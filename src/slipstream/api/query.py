@@ -20,7 +20,7 @@ from slipstream.api.encoding import (
     ndjson,
     to_csv,
 )
-from slipstream.api.errors import ApiError
+from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import filters_from, parse_time
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
@@ -32,12 +32,6 @@ LIST_PARAMS = {"limit", "since", "until", "cursor"}
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
 Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
 Until = Annotated[str | None, Query(description="Event time up to (exclusive), RFC 3339.")]
-
-
-def store_unavailable(exc: Exception) -> ApiError:
-    return ApiError(
-        503, f"the store is unavailable ({exc}); retry shortly", headers={"Retry-After": "2"}
-    )
 
 
 def page_response(
@@ -62,7 +56,7 @@ async def get_event(
         try:
             row = await runtime.store.get(dataset, event_id)
         except BackendUnavailable as exc:
-            raise store_unavailable(exc) from None
+            raise unavailable("store", exc) from None
         if row is None:
             raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
         body = dumps(row)
@@ -99,7 +93,7 @@ async def list_events(
     try:
         items = await runtime_of(request).store.list(dataset, query)
     except BackendUnavailable as exc:
-        raise store_unavailable(exc) from None
+        raise unavailable("store", exc) from None
     next_cursor = None
     if len(items) == limit:
         last = items[-1]
@@ -139,7 +133,7 @@ async def stats(
     try:
         items = await runtime_of(request).store.stats(dataset, query)
     except BackendUnavailable as exc:
-        raise store_unavailable(exc) from None
+        raise unavailable("store", exc) from None
     return json_response({"bucket": bucket, "group_by": group_by, "items": items})
 
 
@@ -152,7 +146,7 @@ async def datasets(request: Request) -> Response:
         try:
             summary = await runtime.store.summary(dataset)
         except BackendUnavailable as exc:
-            raise store_unavailable(exc) from None
+            raise unavailable("store", exc) from None
         out.append(
             {
                 "name": dataset.name,
