@@ -1,0 +1,6 @@
+"""`slipstream bench`: ingest, freshness and read latency measured against real servers."""
+
+from slipstream.bench.scenarios import PAIRS, Pair
+from slipstream.bench.suite import run_bench
+
+__all__ = ["PAIRS", "Pair", "run_bench"]

@@ -1,0 +1,260 @@
+"""Running the scenarios. For each broker/store pair, a fresh server takes a flood of batched
+events, then a load paced at the ingest floor, then the read workloads; a second fresh server,
+with worker batch size 1, takes one event per request (the naive baseline). The load always
+comes from another process (`slipstream.bench.load`), and every wait has a deadline."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import orjson
+from rich.console import Console
+
+from slipstream.bench.load import IngestJob, IngestResult, ReadJob, ReadResult
+from slipstream.bench.report import Report, markdown, rich_table
+from slipstream.bench.results import Freshness, PairResult, pair_rows
+from slipstream.bench.scenarios import DATASET, FULL, PAIRS, QUICK, READS, Pair, Params
+from slipstream.bench.server import BenchServer, ServerFailed
+from slipstream.bench.stats import Buckets, bucket_count, histogram_buckets, subtract_buckets
+
+R = TypeVar("R", IngestResult, ReadResult)
+FRESHNESS = "slipstream_freshness_seconds"
+REPORT_ENV = "SLIPSTREAM_BENCH_REPORT"
+WIDE = 180
+METRICS_TIMEOUT = 10.0  # for a batch's freshness observations, made just after its commit
+LEGEND = [
+    "ingest: events/s from the first POST to the moment /v1/datasets counts them all.",
+    "freshness: broker publish → committed in the store, from the server's "
+    "slipstream_freshness_seconds histogram, bucket-interpolated as Prometheus' "
+    "histogram_quantile does (the bucket holding each quantile is named).",
+    "reads: latency seen by the client process, which shares the machine's cores with the server.",
+]
+
+
+class LoadFailed(Exception):
+    """The load generator process failed or overran its deadline."""
+
+
+def run_load(kind: str, job: IngestJob | ReadJob, result_type: type[R], timeout: float) -> R:
+    """Run one job in a `python -m slipstream.bench.load` process; kill it past `timeout`."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "slipstream.bench.load"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = process.communicate(
+            orjson.dumps({"job": kind, "parameters": asdict(job)}), timeout
+        )
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise LoadFailed(f"the {kind} load did not finish within {timeout:.0f} s") from None
+    finally:
+        if process.poll() is None:  # interrupted: never leave the load running
+            process.kill()
+            process.wait()
+    if process.returncode != 0 or not out.strip():
+        tail = " / ".join(err.decode(errors="replace").strip().splitlines()[-3:])
+        raise LoadFailed(f"the {kind} load exited with {process.returncode}: {tail}")
+    answer = orjson.loads(out.strip().splitlines()[-1])
+    known = {f.name for f in fields(result_type)}
+    return result_type(**{k: v for k, v in answer.items() if k in known})
+
+
+def ingest_timeout(job: IngestJob, slowest: float) -> float:
+    """Simulating the events, posting them at no less than `slowest` events/s, the drain, slack."""
+    sending = job.events / job.rate if job.rate else job.events / slowest
+    return 30.0 + job.events / 20_000 + sending + job.drain_timeout
+
+
+def freshness_buckets(server: BenchServer) -> Buckets:
+    return histogram_buckets(server.metrics(), FRESHNESS, {"dataset": DATASET})
+
+
+def freshness_since(server: BenchServer, before: Buckets, expected: int) -> Freshness:
+    """The histogram's growth since `before`: the freshness of the events written meanwhile."""
+    deadline = time.monotonic() + METRICS_TIMEOUT
+    while True:
+        delta = subtract_buckets(freshness_buckets(server), before)
+        if bucket_count(delta) >= expected or time.monotonic() > deadline:
+            return Freshness(delta)
+        time.sleep(0.05)
+
+
+def ingest(
+    server: BenchServer, job: IngestJob, slowest: float, result: PairResult, what: str
+) -> tuple[IngestResult, Freshness]:
+    before = freshness_buckets(server)
+    outcome = run_load("ingest", job, IngestResult, ingest_timeout(job, slowest))
+    server.check_alive()
+    if not outcome.complete:
+        result.failures.append(f"{result.pair.name} {what}: {outcome.error or 'incomplete'}")
+    elif outcome.rejected or outcome.failed:
+        result.failures.append(
+            f"{result.pair.name} {what}: {outcome.rejected} rejected, {outcome.failed} failed"
+        )
+    return outcome, freshness_since(server, before, outcome.accepted)
+
+
+def batched_scenarios(
+    pair: Pair, params: Params, ids_path: str, result: PairResult, say: Callable[[str], None]
+) -> None:
+    with BenchServer(pair.env) as server:
+        say(f"{pair.name}: batched ingest of {params.events:,} events")
+        flood = IngestJob(
+            server.url,
+            params.events,
+            params.batch,
+            params.connections,
+            params.drain_timeout,
+            seed=1,
+            ids_path=ids_path,
+        )
+        result.flood, result.flood_freshness = ingest(server, flood, 5_000, result, "batched")
+        say(f"{pair.name}: {params.paced_rate:,.0f} events/s for {params.paced_seconds:g} s")
+        paced = IngestJob(
+            server.url,
+            round(params.paced_rate * params.paced_seconds),
+            params.batch,
+            params.connections,
+            params.drain_timeout,
+            rate=params.paced_rate,
+            seed=2,
+        )
+        result.paced, result.paced_freshness = ingest(server, paced, 5_000, result, "paced")
+        for scenario in READS:
+            say(f"{pair.name}: {scenario.figure}, {params.read_connections} connections")
+            job = ReadJob(
+                server.url,
+                [scenario.path],
+                params.read_seconds,
+                params.read_connections,
+                warmup=params.read_warmup,
+                ids_path=ids_path,
+                id_pool=scenario.hot_ids,
+            )
+            timeout = params.read_warmup + params.read_seconds + 60.0
+            reads = run_load("reads", job, ReadResult, timeout)
+            server.check_alive()
+            result.reads[scenario.figure] = reads
+            if reads.errors:
+                result.failures.append(
+                    f"{pair.name} {scenario.figure}: {reads.errors} errors ({reads.first_error})"
+                )
+        result.peak_rss = server.peak_rss()
+
+
+def naive_scenario(
+    pair: Pair, params: Params, result: PairResult, say: Callable[[str], None]
+) -> None:
+    with BenchServer({**pair.env, "SLIPSTREAM_BATCH_SIZE": "1"}) as server:
+        say(f"{pair.name}: naive ingest of {params.naive_events:,} events, one per request")
+        naive = IngestJob(
+            server.url, params.naive_events, 1, params.connections, params.drain_timeout, seed=3
+        )
+        result.naive, _ = ingest(server, naive, 50, result, "naive")
+
+
+def run_pair(pair: Pair, params: Params, scratch: Path, say: Callable[[str], None]) -> PairResult:
+    result = PairResult(pair)
+    ids_path = str(scratch / f"ids-{pair.name.replace('/', '-')}.txt")
+    runs: list[tuple[str, Callable[[], None]]] = [
+        ("batched", lambda: batched_scenarios(pair, params, ids_path, result, say)),
+        ("naive", lambda: naive_scenario(pair, params, result, say)),
+    ]
+    for what, run in runs:
+        try:
+            run()
+        except (ServerFailed, LoadFailed, httpx.HTTPError, OSError, ValueError) as exc:
+            result.failures.append(f"{pair.name} ({what}): {exc}")
+    return result
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def machine() -> list[tuple[str, str]]:
+    model = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(
+            (n.split(":", 1)[1].strip() for n in lines if n.startswith("model name")), model
+        )
+    except OSError:
+        pass
+    return [
+        ("cores", f"{os.cpu_count()} ({model})"),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("slipstream", _version("slipstream")),
+        ("DuckDB", _version("duckdb")),
+        ("SQLite", sqlite3.sqlite_version),
+    ]
+
+
+def parameters(params: Params, quick: bool) -> list[tuple[str, str]]:
+    return [
+        ("mode", "quick" if quick else "full"),
+        (
+            "batched",
+            f"{params.events:,} events, {params.batch:,}/request, {params.connections} connections",
+        ),
+        ("paced", f"{params.paced_rate:,.0f} events/s for {params.paced_seconds:g} s"),
+        ("naive", f"{params.naive_events:,} events, 1/request, batch size 1"),
+        (
+            "reads",
+            f"{params.read_connections} connections, {params.read_seconds:g} s each after {params.read_warmup:g} s warm-up",
+        ),
+    ]
+
+
+def run_bench(quick: bool = False) -> int:
+    """Run every pair's scenarios and print the table (also written as Markdown to the file
+    $SLIPSTREAM_BENCH_REPORT names). 0 when every scenario completed, 1 when one failed."""
+    console = Console(stderr=True)
+    if importlib.util.find_spec("aiohttp") is None:
+        console.print("[bold red]error:[/] the bench needs aiohttp: pip install aiohttp")
+        return 2
+    params = QUICK if quick else FULL
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {message}", highlight=False)
+
+    with tempfile.TemporaryDirectory(prefix="slipstream-bench-") as scratch:
+        results = [run_pair(pair, params, Path(scratch), say) for pair in PAIRS]
+    report = Report(
+        f"slipstream bench ({'quick' if quick else 'full'}, {time.monotonic() - started:.0f} s)",
+        [row for result in results for row in pair_rows(result, params)],
+        machine(),
+        parameters(params, quick),
+        LEGEND,
+        [failure for result in results for failure in result.failures],
+    )
+    out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(width=WIDE)  # a log or a pipe: no reason to squeeze the table into 80
+    out.print(rich_table(report))
+    if target := os.environ.get(REPORT_ENV):
+        Path(target).write_text(markdown(report))
+        console.print(f"wrote {target}", highlight=False)
+    return 1 if report.failures else 0
