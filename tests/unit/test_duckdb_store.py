@@ -215,3 +215,14 @@ async def test_reads_do_not_wait_for_the_writer(store: DuckDBStore, flights: Dat
     assert got is not None
     assert [row["id"] for row in listed] == ["ev-1"]
     assert (await pending).inserted == 1
+
+
+def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    store = DuckDBStore.from_url(
+        f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1&memory_limit=256MB", settings
+    )
+    assert store.path == str(tmp_path / "w.duckdb")
+    assert store._config == {"threads": "1", "memory_limit": "256MB"}
+    default = DuckDBStore.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}", settings)
+    assert default._config["threads"] >= 1

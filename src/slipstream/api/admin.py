@@ -6,13 +6,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from slipstream.api.auth import require
-from slipstream.api.deps import dataset_of, runtime_of
-from slipstream.api.encoding import BadCursor, decode_cursor, encode_cursor, json_response
+from slipstream.api.deps import AdminDataset, ReadDataset, runtime_of
+from slipstream.api.encoding import (
+    BadCursor,
+    decode_cursor,
+    dumps,
+    encode_cursor,
+    json_response,
+    negotiated,
+)
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.query import Limit
 from slipstream.brokers import Outgoing
@@ -23,6 +29,7 @@ from slipstream.stores import QuarantineQuery
 
 router = APIRouter(tags=["quarantine and dead letters"])
 REPLAY_LIMIT = 10_000
+JSON = "application/json"
 
 
 class ReplayRequest(BaseModel):
@@ -45,11 +52,10 @@ def _position(cursor: str | None, kind: str, dataset: Dataset, size: int) -> lis
 @router.get(
     "/v1/datasets/{ds}/quarantine",
     summary="Events refused with the reason, oldest first",
-    dependencies=[Depends(require("read"))],
 )
 async def quarantine(
     request: Request,
-    dataset: Annotated[Dataset, Depends(dataset_of)],
+    dataset: ReadDataset,
     limit: Limit = 100,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
@@ -75,7 +81,7 @@ async def quarantine(
         next_cursor = encode_cursor(
             [last.received_at.isoformat(), last.id], f"quarantine:{dataset.name}"
         )
-    return json_response({"items": items, "next_cursor": next_cursor})
+    return negotiated(request, dumps({"items": items, "next_cursor": next_cursor}), JSON)
 
 
 @router.post(
@@ -83,11 +89,10 @@ async def quarantine(
     summary="Check quarantined events again and send the ones now valid on",
     description="Each quarantined event is validated against the current schema: the valid "
     "ones are published again and leave the quarantine; the rest stay, with their errors.",
-    dependencies=[Depends(require("admin"))],
 )
 async def replay_quarantine(
     request: Request,
-    dataset: Annotated[Dataset, Depends(dataset_of)],
+    dataset: AdminDataset,
     body: Annotated[ReplayRequest | None, Body()] = None,
 ) -> Response:
     runtime = runtime_of(request)
@@ -131,11 +136,10 @@ async def replay_quarantine(
 @router.get(
     "/v1/datasets/{ds}/deadletter",
     summary="Messages that failed every delivery",
-    dependencies=[Depends(require("read"))],
 )
 async def deadletter(
     request: Request,
-    dataset: Annotated[Dataset, Depends(dataset_of)],
+    dataset: ReadDataset,
     limit: Limit = 100,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
@@ -160,17 +164,16 @@ async def deadletter(
     next_cursor = None
     if len(letters) == limit:
         next_cursor = encode_cursor([letters[-1].id], f"deadletter:{dataset.name}")
-    return json_response({"items": items, "next_cursor": next_cursor})
+    return negotiated(request, dumps({"items": items, "next_cursor": next_cursor}), JSON)
 
 
 @router.post(
     "/v1/datasets/{ds}/deadletter/replay",
     summary="Publish dead letters again",
-    dependencies=[Depends(require("admin"))],
 )
 async def replay_deadletter(
     request: Request,
-    dataset: Annotated[Dataset, Depends(dataset_of)],
+    dataset: AdminDataset,
     body: Annotated[ReplayRequest | None, Body()] = None,
 ) -> Response:
     try:

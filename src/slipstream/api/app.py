@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -97,6 +96,5 @@ def create_app(runtime: Runtime) -> FastAPI:
             }
         )
 
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(RequestMetrics, metrics=runtime.metrics)
     return app

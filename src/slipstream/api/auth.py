@@ -32,25 +32,32 @@ def scopes_for(key: str, keys: dict[str, frozenset[str]]) -> frozenset[str] | No
     return found
 
 
+def check_scope(request: Request, scope: Scope) -> None:
+    """Raise 401/403 unless the request carries a key with `scope` (or the API is open)."""
+    keys: dict[str, frozenset[str]] = request.app.state.api_keys
+    if not keys:
+        return
+    key = presented_key(request)
+    if key is None:
+        raise ApiError(
+            401,
+            "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    scopes = scopes_for(key, keys)
+    if scopes is None:
+        raise ApiError(401, "the API key is not known", headers={"WWW-Authenticate": "Bearer"})
+    if scope not in scopes:
+        raise ApiError(
+            403,
+            f"this API key lacks the '{scope}' scope; it has: {', '.join(sorted(scopes))}",
+        )
+
+
 def require(scope: Scope) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency for routes without a dataset in the path."""
+
     async def check(request: Request) -> None:
-        keys: dict[str, frozenset[str]] = request.app.state.api_keys
-        if not keys:
-            return
-        key = presented_key(request)
-        if key is None:
-            raise ApiError(
-                401,
-                "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        scopes = scopes_for(key, keys)
-        if scopes is None:
-            raise ApiError(401, "the API key is not known", headers={"WWW-Authenticate": "Bearer"})
-        if scope not in scopes:
-            raise ApiError(
-                403,
-                f"this API key lacks the '{scope}' scope; it has: {', '.join(sorted(scopes))}",
-            )
+        check_scope(request, scope)
 
     return check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import hashlib
 import io
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY
@@ -22,6 +24,23 @@ def dumps(value: Any) -> bytes:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(dumps(body), status, headers=headers, media_type="application/json")
+
+
+COMPRESS_FROM = 1024  # bytes; smaller bodies are not worth the CPU
+
+
+def negotiated(
+    request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A response gzip-compressed when the client accepts it and the body is large enough.
+
+    Done here for the routes that return large bodies, rather than by a middleware that would
+    wrap every request, the small and frequent GET by id included.
+    """
+    if len(body) >= COMPRESS_FROM and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=5)
+        headers = {**(headers or {}), "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return Response(body, headers=headers, media_type=media_type)
 
 
 def ndjson(items: Iterable[Any]) -> bytes:

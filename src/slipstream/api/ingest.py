@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import zlib
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from slipstream.api.auth import require
-from slipstream.api.deps import dataset_of, runtime_of
+from slipstream.api.deps import IngestDataset, runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
-from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.intake import MalformedBody, from_json, from_ndjson
 
@@ -74,10 +72,9 @@ def _too_large(limit: int) -> ApiError:
     status_code=202,
     summary="Ingest events",
     description=INGEST_DOC,
-    dependencies=[Depends(require("ingest"))],
     responses={202: {"description": "Accepted events are durable on the broker"}},
 )
-async def ingest(request: Request, dataset: Annotated[Dataset, Depends(dataset_of)]) -> Response:
+async def ingest(request: Request, dataset: IngestDataset) -> Response:
     runtime = runtime_of(request)
     if runtime.over_backlog(dataset.name):
         raise ApiError(

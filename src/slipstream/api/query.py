@@ -9,25 +9,24 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from slipstream.api.auth import require
-from slipstream.api.deps import dataset_of, runtime_of
+from slipstream.api.deps import ReadDataset, runtime_of
 from slipstream.api.encoding import (
     BadCursor,
     decode_cursor,
     dumps,
     encode_cursor,
     fingerprint,
-    json_response,
     ndjson,
+    negotiated,
     to_csv,
 )
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import filters_from, parse_time
-from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
 from slipstream.stores import ListQuery, StatsQuery
 
-router = APIRouter(tags=["query"], dependencies=[Depends(require("read"))])
+router = APIRouter(tags=["query"])
 LIST_PARAMS = {"limit", "since", "until", "cursor"}
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
 Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
@@ -40,16 +39,15 @@ def page_response(
     accept = request.headers.get("accept", "application/json")
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     if "application/x-ndjson" in accept:
-        return Response(ndjson(items), headers=headers, media_type="application/x-ndjson")
+        return negotiated(request, ndjson(items), "application/x-ndjson", headers)
     if "text/csv" in accept:
-        return Response(to_csv(columns, items), headers=headers, media_type="text/csv")
-    return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
+        return negotiated(request, to_csv(columns, items), "text/csv", headers)
+    body = dumps({"items": items, "next_cursor": next_cursor})
+    return negotiated(request, body, "application/json", headers)
 
 
 @router.get("/v1/datasets/{ds}/events/{event_id}", summary="One event by id")
-async def get_event(
-    request: Request, dataset: Annotated[Dataset, Depends(dataset_of)], event_id: str
-) -> Response:
+async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Response:
     runtime = runtime_of(request)
     body = runtime.read_cache.get(dataset.name, event_id)
     if body is None:
@@ -73,7 +71,7 @@ async def get_event(
 )
 async def list_events(
     request: Request,
-    dataset: Annotated[Dataset, Depends(dataset_of)],
+    dataset: ReadDataset,
     limit: Limit = 100,
     since: Since = None,
     until: Until = None,
@@ -110,7 +108,7 @@ async def list_events(
 )
 async def stats(
     request: Request,
-    dataset: Annotated[Dataset, Depends(dataset_of)],
+    dataset: ReadDataset,
     bucket: Literal["minute", "hour", "day"] = "hour",
     group_by: Annotated[str | None, Query(description="A declared field to group by.")] = None,
     since: Since = None,
@@ -134,10 +132,15 @@ async def stats(
         items = await runtime_of(request).store.stats(dataset, query)
     except BackendUnavailable as exc:
         raise unavailable("store", exc) from None
-    return json_response({"bucket": bucket, "group_by": group_by, "items": items})
+    body = dumps({"bucket": bucket, "group_by": group_by, "items": items})
+    return negotiated(request, body, "application/json")
 
 
-@router.get("/v1/datasets", summary="Datasets, their schemas, row counts and freshness")
+@router.get(
+    "/v1/datasets",
+    summary="Datasets, their schemas, row counts and freshness",
+    dependencies=[Depends(require("read"))],
+)
 async def datasets(request: Request) -> Response:
     runtime = runtime_of(request)
     now = datetime.now(UTC)
@@ -167,4 +170,4 @@ async def datasets(request: Request) -> Response:
                 else None,
             }
         )
-    return json_response({"datasets": out})
+    return negotiated(request, dumps({"datasets": out}), "application/json")
