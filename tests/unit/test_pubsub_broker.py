@@ -1,0 +1,268 @@
+"""The pubsub:// broker against the Pub/Sub emulator (tests/pubsub_emulator.py starts it).
+
+What the shared contract (tests/contracts) cannot see: the attributes on the wire, the resources
+and their settings, two brokers as competing consumers, Pub/Sub's own dead letter policy, the
+broker's enforcement below Pub/Sub's floor of 5 attempts. The first tests need no emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from google.cloud import pubsub_v1
+
+from slipstream.brokers import Delivery, Outgoing, create_broker
+from slipstream.brokers.pubsub import PubSubBroker
+from slipstream.brokers.pubsub_messages import letter_id, letter_order
+from slipstream.brokers.pubsub_resources import Target, limits, names_for, parse_url
+from slipstream.config import Settings
+from slipstream.errors import ConfigError
+from tests.pubsub_emulator import PROJECT
+from tests.pubsub_emulator import pubsub_emulator as pubsub_emulator  # session fixture
+
+DATASET = "flights"
+
+
+def settings(prefix: str, **values: Any) -> Settings:
+    values = {"lease_seconds": 10, "max_deliveries": 5, **values}
+    url = f"pubsub://{PROJECT}?prefix={prefix}"
+    return Settings(_env_file=None, broker_url=url, **values)  # type: ignore[call-arg]
+
+
+# --- without the emulator -----------------------------------------------------------------
+
+
+def test_url_names_the_project_and_an_optional_prefix() -> None:
+    assert parse_url("pubsub://my-proj") == Target("my-proj", "slipstream")
+    assert parse_url("pubsub://my-proj?prefix=staging") == Target("my-proj", "staging")
+    names = names_for(Target("p", "s"), "flights")
+    assert (names.topic, names.subscription) == (
+        "projects/p/topics/s-flights",
+        "projects/p/subscriptions/s-flights",
+    )
+    assert (names.dead_topic, names.dead_subscription) == (
+        "projects/p/topics/s-flights-dlq",
+        "projects/p/subscriptions/s-flights-dlq",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("pubsub://", "expected pubsub://PROJECT"),
+        ("pubsub://p/extra", "expected pubsub://PROJECT"),
+        ("pubsub://p?prefix=1abc", "prefix must start with a letter"),
+        ("pubsub://p?prefix=googx", "not start with goog"),
+        ("pubsub://p?prefx=a", "unknown parameter prefx"),
+    ],
+)
+def test_bad_urls_fail_with_one_clear_line(url: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        parse_url(url)
+
+
+def test_settings_below_or_above_pubsub_bounds_are_clamped_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, "slipstream.brokers.pubsub"):
+        low = limits(settings("p", lease_seconds=1, max_deliveries=3))
+        high = limits(settings("p", lease_seconds=3600, max_deliveries=500))
+    assert (low.ack_deadline, low.policy_attempts, low.max_deliveries) == (10, 5, 3)
+    assert (high.ack_deadline, high.policy_attempts, high.max_deliveries) == (600, 100, 500)
+    assert "using 10 s" in caplog.text
+    assert "broker dead-letters earlier itself" in caplog.text
+    assert limits(settings("p", lease_seconds=30, max_deliveries=7)).ack_deadline == 30
+
+
+def test_dead_letter_ids_order_by_time_then_message_id() -> None:
+    ids = [letter_id(2.0, "10"), letter_id(1.0, "7"), letter_id(2.0, "9")]
+    assert sorted(ids, key=letter_order) == [ids[1], ids[2], ids[0]]
+    with pytest.raises(ValueError, match="not a dead letter id"):
+        letter_order("42")
+
+
+# --- against the emulator -----------------------------------------------------------------
+
+
+@pytest.fixture
+def prefix(pubsub_emulator: str) -> str:
+    return f"u{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def broker(prefix: str) -> AsyncIterator[PubSubBroker]:
+    instance = create_broker(settings(prefix))
+    assert isinstance(instance, PubSubBroker)
+    await instance.open([DATASET])
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+def subscriber(pubsub_emulator: str) -> Iterator[Any]:
+    client = pubsub_v1.SubscriberClient()
+    yield client
+    client.close()
+
+
+async def pull_all(broker: PubSubBroker, count: int, within: float = 30) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + within
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"only {len(got)} of {count} arrived"
+        batch = await broker.pull(DATASET, 1000, wait=1.0)
+        await broker.ack(DATASET, batch)
+        got.extend(batch)
+    return got
+
+
+async def test_resources_are_created_with_the_lease_and_the_policies(
+    broker: PubSubBroker, prefix: str, subscriber: Any
+) -> None:
+    names = names_for(Target(PROJECT, prefix), DATASET)
+    main = subscriber.get_subscription(request={"subscription": names.subscription})
+    assert main.topic == names.topic
+    assert main.ack_deadline_seconds == 10
+    assert main.dead_letter_policy.dead_letter_topic == names.dead_topic
+    assert main.dead_letter_policy.max_delivery_attempts == 5
+    assert main.retry_policy.minimum_backoff.total_seconds() == 1
+    dead = subscriber.get_subscription(request={"subscription": names.dead_subscription})
+    assert dead.topic == names.dead_topic
+    await broker.ping()
+
+
+async def test_without_create_resources_missing_ones_fail_by_name(prefix: str) -> None:
+    absent = create_broker(settings(prefix, create_resources=False))
+    with pytest.raises(ConfigError, match=rf"{prefix}-{DATASET}-dlq.*SLIPSTREAM_CREATE_RESOURCES"):
+        await absent.open([DATASET])
+    await absent.close()
+
+    await (creator := create_broker(settings(prefix))).open([DATASET])
+    await creator.close()
+    present = create_broker(settings(prefix, create_resources=False))
+    await present.open([DATASET])  # all there now: no complaint
+    await present.close()
+
+
+async def test_attributes_on_the_wire_carry_dataset_and_event_id(
+    broker: PubSubBroker, prefix: str, subscriber: Any
+) -> None:
+    await broker.publish(DATASET, [Outgoing("ev-1", b"{}", {"source": "test"})])
+    names = names_for(Target(PROJECT, prefix), DATASET)
+    request = {"subscription": names.subscription, "max_messages": 10}
+    response = subscriber.pull(request=request, timeout=5)
+    [item] = response.received_messages
+    assert dict(item.message.attributes) == {
+        "dataset": DATASET,
+        "event_id": "ev-1",
+        "source": "test",
+    }
+    release = {"subscription": names.subscription, "ack_ids": [item.ack_id]}
+    subscriber.modify_ack_deadline(request={**release, "ack_deadline_seconds": 0})
+    # The broker hands back the message's own attributes and its key, not its bookkeeping.
+    [delivery] = await broker.pull(DATASET, 10, wait=5)
+    assert (delivery.key, delivery.attributes) == ("ev-1", {"source": "test"})
+
+
+async def test_two_brokers_are_competing_consumers(broker: PubSubBroker, prefix: str) -> None:
+    other = create_broker(settings(prefix))
+    await other.open([DATASET])
+    try:
+        await broker.publish(DATASET, [Outgoing(f"k{i}", b"x") for i in range(50)])
+        first = await broker.pull(DATASET, 10, wait=5)
+        second = await other.pull(DATASET, 100, wait=5)
+        assert first
+        assert second
+        keys = [d.key for d in first + second]
+        assert len(set(keys)) == len(keys), "a leased message went to the other consumer"
+        await broker.ack(DATASET, first)
+        await other.ack(DATASET, second)
+        rest = []
+        while len(keys) + len(rest) < 50:
+            batch = await other.pull(DATASET, 100, wait=2) or await broker.pull(DATASET, 100, 2)
+            await broker.ack(DATASET, batch)  # an ack id is good with any client
+            rest.extend(d.key for d in batch)
+        assert sorted(keys + rest) == sorted(f"k{i}" for i in range(50))
+    finally:
+        await other.close()
+
+
+async def test_a_thousand_messages_in_one_publish_all_arrive(broker: PubSubBroker) -> None:
+    sent = [Outgoing(f"k{i}", i.to_bytes(4, "big"), {"n": str(i)}) for i in range(1000)]
+    await broker.publish(DATASET, sent)
+    got = await pull_all(broker, 1000)
+    seen = Counter(d.key for d in got)
+    assert set(seen) == {m.key for m in sent}
+    assert max(seen.values()) == 1
+    assert all(d.data == int(d.attributes["n"]).to_bytes(4, "big") for d in got)
+
+
+async def test_a_cancelled_pull_hands_its_messages_back_at_once(broker: PubSubBroker) -> None:
+    waiting = asyncio.create_task(broker.pull(DATASET, 10, wait=10))
+    await asyncio.sleep(0.3)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    start = time.monotonic()
+    await broker.publish(DATASET, [Outgoing("k0", b"x")])
+    # Not a wait for the result: a pull made now could beat the abandoned RPC to the message.
+    await asyncio.sleep(1)
+    [delivery] = await broker.pull(DATASET, 10, wait=8)
+    # The abandoned RPC leased it (delivery 1) and the broker released it (a nack): 2.
+    assert (delivery.key, delivery.delivery_count) == ("k0", 2)
+    assert time.monotonic() - start < 8  # not the 10 s lease
+
+
+@pytest.mark.slow
+async def test_pubsub_dead_letter_policy_moves_a_message_nacked_five_times(
+    broker: PubSubBroker,
+) -> None:
+    await broker.publish(DATASET, [Outgoing("poison", b"bad", {"source": "test"})])
+    for attempt in range(1, 6):
+        [delivery] = await broker.pull(DATASET, 10, wait=15)
+        assert delivery.delivery_count == attempt
+        await broker.nack(DATASET, [delivery], 0)  # a nack counts as a delivery attempt
+
+    deadline = time.monotonic() + 20
+    while not (letters := await broker.dead_letters(DATASET, 10, None)):
+        assert time.monotonic() < deadline, "Pub/Sub never moved the message"
+        assert await broker.pull(DATASET, 10, wait=0.5) == []
+    [dead] = letters
+    # Moved by the emulator's policy (the broker would have said "lease expired or nacked").
+    assert dead.reason == "delivered 5 times without an ack (Pub/Sub dead letter policy)"
+    assert (dead.key, dead.data, dead.deliveries) == ("poison", b"bad", 5)
+    assert dead.published_at <= dead.dead_at
+
+    assert await broker.replay_dead_letters(DATASET, None) == 1
+    [again] = await broker.pull(DATASET, 10, wait=5)
+    assert (again.key, again.data, again.attributes) == ("poison", b"bad", {"source": "test"})
+    assert again.delivery_count == 1
+    await broker.ack(DATASET, [again])
+    assert await broker.dead_letters(DATASET, 10, None) == []
+
+
+async def test_below_pubsubs_floor_the_broker_dead_letters_itself(prefix: str) -> None:
+    broker = create_broker(settings(prefix, max_deliveries=2))
+    await broker.open([DATASET])
+    try:
+        await broker.publish(DATASET, [Outgoing("poison", b"bad")])
+        for attempt in (1, 2):
+            [delivery] = await broker.pull(DATASET, 10, wait=15)
+            assert delivery.delivery_count == attempt
+            await broker.nack(DATASET, [delivery], 0)
+        deadline = time.monotonic() + 20
+        while not (letters := await broker.dead_letters(DATASET, 10, None)):
+            assert time.monotonic() < deadline, "the broker never buried the message"
+            assert await broker.pull(DATASET, 10, wait=0.5) == []  # seen a third time: buried
+        [dead] = letters
+        assert dead.reason == "delivered 2 times without an ack (lease expired or nacked each time)"
+        assert (dead.key, dead.deliveries) == ("poison", 2)
+    finally:
+        await broker.close()
