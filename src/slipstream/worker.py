@@ -4,7 +4,8 @@ It knows brokers and stores only through their Protocols and acts on error class
 - invalid events → quarantine with the reason (in the same commit as the valid ones);
 - TerminalStoreError → split the batch until the culprit stands alone, then dead-letter it;
 - BackendUnavailable (TransientStoreError included) → nack with backoff, then stop pulling until
-  the store answers a ping again, so an outage costs each message one delivery, not all of them.
+  the store answers a ping again, so an outage costs each message one delivery, not all of them;
+- a broker failing an ack → pause and go on: the messages return after their lease.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class Worker:
             except StoreDown:
                 failures += 1
                 await self._wait_for_store(failures)
+            except BackendUnavailable as exc:
+                # The broker failed an ack, nack or dead-letter. Nothing is lost: unacked
+                # messages come back after their lease, and the store ignores what it holds.
+                failures += 1
+                log.warning("broker unavailable for %s: %s", dataset.name, exc)
+                await self._pause(failures)
 
     async def process(self, dataset: Dataset, deliveries: Sequence[Delivery]) -> None:
         """Write one batch and ack it; raise StoreDown after nacking it when the store fails."""

@@ -13,7 +13,7 @@ import pytest
 from slipstream.brokers import Broker, Outgoing, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import Dataset, load_catalog
-from slipstream.errors import TerminalStoreError, TransientStoreError
+from slipstream.errors import BackendUnavailable, TerminalStoreError, TransientStoreError
 from slipstream.events import EventRows, Rejected
 from slipstream.metrics import Metrics
 from slipstream.stores import Store, WriteResult, create_store
@@ -186,3 +186,40 @@ async def test_invalid_events_are_quarantined_in_the_same_commit(
         return await broker.backlog("flights") == 0
 
     await eventually(acked, timeout=5, what="every message acked")
+
+
+class FlakyAcks:
+    """The real broker, except that the first `failures` acks fail as if the broker went away."""
+
+    def __init__(self, inner: Broker, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def ack(self, dataset: str, deliveries: Sequence[Any]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise BackendUnavailable("connection closed (injected)")
+        await self.inner.ack(dataset, deliveries)
+
+
+async def test_a_failed_ack_after_the_commit_loses_and_duplicates_nothing(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
+    broker, store = backends
+    flaky = FlakyAcks(broker, failures=1)
+    metrics = Metrics()
+    worker = Worker(flaky, store, CATALOG, settings, metrics)  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(30)])
+
+    async def redelivered_and_acked() -> bool:
+        return (
+            metrics.events_duplicate.labels("flights")._value.get() >= 30
+            and await broker.backlog("flights") == 0
+        )
+
+    # The batch whose ack failed comes back after the 1 s lease and is acked as duplicates.
+    await run_until(worker, redelivered_and_acked)
+    assert (await store.summary(FLIGHTS)).rows == 30
