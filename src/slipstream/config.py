@@ -6,11 +6,12 @@ working directory). A bad value fails at start with one line naming the variable
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -77,6 +78,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
+    pubsub_push_audience: str | None = Field(
+        None,
+        description="Audience of the OIDC token Pub/Sub push must send to /push/pubsub; "
+        "unset: that endpoint is open.",
+    )
+    pubsub_push_service_account: str | None = Field(
+        None,
+        description="Service account (the token's email) Pub/Sub push must authenticate as; "
+        "required with SLIPSTREAM_PUBSUB_PUSH_AUDIENCE.",
+    )
+    sns_topic_arns: str = Field(
+        "",
+        description="SNS topic ARNs, comma-separated, that /push/sns accepts; empty: none.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -107,8 +122,41 @@ class Settings(BaseSettings):
         parse_api_keys(keys.get_secret_value())
         return keys
 
+    @field_validator("pubsub_push_audience")
+    @classmethod
+    def _empty_is_unset(cls, audience: str | None) -> str | None:
+        return audience.strip() or None if audience is not None else None
+
+    @field_validator("pubsub_push_service_account")
+    @classmethod
+    def _push_auth_is_whole(cls, account: str | None, info: ValidationInfo) -> str | None:
+        # Audience alone is no protection: any Google account can mint a token for any audience.
+        account = account.strip() or None if account is not None else None
+        audience = info.data.get("pubsub_push_audience")
+        if audience and not account:
+            raise ValueError(
+                "must be set with SLIPSTREAM_PUBSUB_PUSH_AUDIENCE: the service account "
+                "the push subscription authenticates as"
+            )
+        if account and not audience:
+            raise ValueError(
+                "is set but SLIPSTREAM_PUBSUB_PUSH_AUDIENCE is not; set both to require "
+                "OIDC tokens on /push/pubsub, or neither to leave it open"
+            )
+        return account
+
+    @field_validator("sns_topic_arns")
+    @classmethod
+    def _arns_parse(cls, arns: str) -> str:
+        parse_topic_arns(arns)
+        return arns
+
     def key_scopes(self) -> dict[str, frozenset[str]]:
         return parse_api_keys(self.api_keys.get_secret_value())
+
+    def topic_arns(self) -> frozenset[str]:
+        """The SNS topics /push/sns accepts."""
+        return parse_topic_arns(self.sns_topic_arns)
 
 
 def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
@@ -131,6 +179,21 @@ def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
             raise ValueError(f"entry {number}: a key must be at least 8 characters long")
         keys[key] = scopes
     return keys
+
+
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+
+
+def parse_topic_arns(text: str) -> frozenset[str]:
+    """`arn:aws:sns:eu-west-1:123456789012:flights, …` → the set of ARNs, each checked."""
+    arns = [part.strip() for part in text.split(",") if part.strip()]
+    for number, arn in enumerate(arns, 1):
+        if not _TOPIC_ARN.fullmatch(arn):
+            raise ValueError(
+                f"entry {number} ({arn!r}) is not an SNS topic ARN such as "
+                "arn:aws:sns:eu-west-1:123456789012:flights"
+            )
+    return frozenset(arns)
 
 
 def path_from_url(url: str) -> Path:

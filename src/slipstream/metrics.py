@@ -103,6 +103,12 @@ class Metrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+        self.push_messages = Counter(
+            "slipstream_push_messages",
+            "Messages pushed to /push/* by source (pubsub, sns) and outcome.",
+            ["dataset", "source", "outcome"],
+            registry=r,
+        )
         self.backlog = Gauge(
             "slipstream_broker_backlog",
             "Messages on the broker not yet acked.",

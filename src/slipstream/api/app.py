@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import __version__
-from slipstream.api import admin, health, ingest, query
+from slipstream.api import admin, health, ingest, push, query
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
 from slipstream.metrics import Metrics
@@ -79,7 +79,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.state.api_keys = runtime.settings.key_scopes()
     install_error_handlers(app)
-    for module in (ingest, query, admin, health):
+    for module in (ingest, query, admin, health, push):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
