@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import google.cloud.pubsub_v1 as pubsub_v1  # type: ignore[import-untyped]
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.cloud import pubsub_v1  # type: ignore[import-untyped]
 
 from slipstream.brokers import DeadLetter, Delivery, Outgoing
 from slipstream.brokers.pubsub_messages import (
