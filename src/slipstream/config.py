@@ -39,7 +39,8 @@ class Settings(BaseSettings):
         "local:///./data/queue.db", description="Where events queue: local, nats, pubsub, sqs."
     )
     store_url: str = Field(
-        "duckdb:///./data/warehouse.duckdb", description="Where events land: duckdb, postgresql, bigquery."
+        "duckdb:///./data/warehouse.duckdb",
+        description="Where events land: duckdb, postgresql, bigquery.",
     )
     datasets: Path | None = Field(
         None, description="Datasets YAML file; the packaged flights dataset when unset."
