@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slipstream.api.cache import ReadCache
-from slipstream.brokers import Broker, create_broker
+from slipstream.brokers import Broker, counts_backlog, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, load_catalog
 from slipstream.errors import BackendUnavailable
@@ -89,6 +89,8 @@ class Runtime:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def _refresh_backlog(self) -> None:
+        if not counts_backlog(self.broker):
+            return  # no figure is better than a made-up zero
         for name in self.catalog.names:
             try:
                 size = await self.broker.backlog(name)

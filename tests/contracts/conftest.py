@@ -51,12 +51,16 @@ def broker_settings(broker_backend: Backend, tmp_path: Path, token: str) -> Sett
 
 
 @pytest.fixture
-async def broker(broker_settings: Settings, token: str) -> AsyncIterator[Broker]:
+async def broker(
+    broker_backend: Backend, broker_settings: Settings, token: str
+) -> AsyncIterator[Broker]:
     """A broker with two fresh topics: `ds_<token>` and `other_<token>`."""
     instance = create_broker(broker_settings)
     await instance.open([f"ds_{token}", f"other_{token}"])
     yield instance
     await instance.close()
+    if broker_backend.cleanup is not None:
+        await broker_backend.cleanup(token)
 
 
 @pytest.fixture

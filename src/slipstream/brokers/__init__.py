@@ -48,6 +48,13 @@ class DeadLetter:
     dead_at: float
 
 
+def counts_backlog(broker: Broker) -> bool:
+    """Whether `backlog()` is a real count. A broker that cannot count cheaply (Pub/Sub: only
+    Cloud Monitoring knows, minutes late) declares `counts_backlog = False`; back-pressure then
+    comes from publish failures alone."""
+    return bool(getattr(broker, "counts_backlog", True))
+
+
 class Broker(Protocol):
     async def open(self, datasets: Sequence[str]) -> None:
         """Connect, and create each dataset's topic/queue when it is missing."""
@@ -87,6 +94,8 @@ class Broker(Protocol):
 
 BROKERS: dict[str, BackendEntry] = {
     "local": BackendEntry("slipstream.brokers.local:LocalBroker", None, "local:///./data/queue.db"),
+    "pubsub": BackendEntry("slipstream.brokers.pubsub:PubSubBroker", "gcp", "pubsub://PROJECT"),
+    "nats": BackendEntry("slipstream.brokers.nats:NatsBroker", "nats", "nats://127.0.0.1:4222"),
 }
 
 

@@ -120,6 +120,15 @@ STORES: dict[str, BackendEntry] = {
     "duckdb": BackendEntry(
         "slipstream.stores.duckdb:DuckDBStore", None, "duckdb:///./data/warehouse.duckdb"
     ),
+    "postgresql": BackendEntry(
+        "slipstream.stores.postgres:PostgresStore", "postgres", "postgresql://user@host:5432/db"
+    ),
+    "postgres": BackendEntry(
+        "slipstream.stores.postgres:PostgresStore", "postgres", "postgres://user@host:5432/db"
+    ),
+    "bigquery": BackendEntry(
+        "slipstream.stores.bigquery:BigQueryStore", "gcp", "bigquery://PROJECT/DATASET"
+    ),
 }
 
 
