@@ -11,8 +11,10 @@ from starlette.responses import Response
 from slipstream.api.deps import IngestDataset, runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
+from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
-from slipstream.intake import MalformedBody, from_json, from_ndjson
+from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
+from slipstream.runtime import Runtime
 
 router = APIRouter(tags=["ingest"])
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
@@ -58,6 +60,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, retry: str) -> None:
+    """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
+    if intake.messages:
+        try:
+            await runtime.broker.publish(dataset.name, intake.messages)
+        except BackendUnavailable as exc:
+            raise ApiError(
+                503,
+                f"the broker is unavailable ({exc}); nothing was accepted, {retry}",
+                headers={"Retry-After": RETRY_AFTER},
+            ) from None
+    metrics = runtime.metrics
+    metrics.events_published.labels(dataset.name).inc(len(intake.messages))
+    metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
+    metrics.events_rejected.labels(dataset.name).inc(len(intake.rejected))
+
+
 def _too_large(limit: int) -> ApiError:
     return ApiError(
         413,
@@ -98,19 +117,7 @@ async def ingest(request: Request, dataset: IngestDataset) -> Response:
             intake = from_json(body, codec, attributes)
     except MalformedBody as exc:
         raise ApiError(400, str(exc)) from None
-    if intake.messages:
-        try:
-            await runtime.broker.publish(dataset.name, intake.messages)
-        except BackendUnavailable as exc:
-            raise ApiError(
-                503,
-                f"the broker is unavailable ({exc}); nothing was accepted, retry the whole request",
-                headers={"Retry-After": RETRY_AFTER},
-            ) from None
-    metrics = runtime.metrics
-    metrics.events_published.labels(dataset.name).inc(len(intake.messages))
-    metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
-    metrics.events_rejected.labels(dataset.name).inc(len(intake.rejected))
+    await publish_intake(runtime, dataset, intake, "retry the whole request")
     result: dict[str, Any] = {
         "accepted": intake.accepted,
         "ids": intake.ids,

@@ -30,11 +30,10 @@ from starlette.responses import Response
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
-from slipstream.api.ingest import RETRY_AFTER, read_body
+from slipstream.api.ingest import RETRY_AFTER, publish_intake, read_body
 from slipstream.brokers import Outgoing
 from slipstream.config import Settings
 from slipstream.datasets import Dataset
-from slipstream.errors import BackendUnavailable
 from slipstream.events import EventCodec
 from slipstream.intake import Intake, from_json
 from slipstream.runtime import Runtime
@@ -279,18 +278,7 @@ async def _take_in(
         "push_message_id": message_id[:MAX_ATTRIBUTE],
     }
     intake = one_event(data, runtime.codecs[dataset.name], attributes, message_id)
-    try:
-        await runtime.broker.publish(dataset.name, intake.messages)
-    except BackendUnavailable as exc:
-        raise ApiError(
-            503,
-            f"the broker is unavailable ({exc}); nothing was accepted, push again",
-            headers={"Retry-After": RETRY_AFTER},
-        ) from None
-    metrics = runtime.metrics
-    metrics.events_published.labels(dataset.name).inc(len(intake.messages))
-    metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
-    metrics.events_rejected.labels(dataset.name).inc(len(intake.rejected))
+    await publish_intake(runtime, dataset, intake, "push again")
     for rejected in intake.rejected:
         log.info("quarantined pushed message %s: %s", message_id, rejected["error"])
     result = {"accepted": intake.accepted, "ids": intake.ids, "rejected": intake.rejected}
