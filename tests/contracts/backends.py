@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from slipstream.config import Settings
-from tests import pubsub_emulator
+from tests import moto_server, pubsub_emulator
 from tests.conftest import port_open
 
 
@@ -75,6 +75,27 @@ BROKER_BACKENDS = [
             max_deliveries=5,
         ),
         pubsub_emulator.unavailable,
+    ),
+    Backend(
+        "sqs",
+        # SNS→SQS. A 2 s lease: SQS counts whole seconds, so a pull waiting 1.2 s long-polls 2 s,
+        # which would meet the end of a 2 s nack delay with a 1 s lease (docs/backends/sqs.md).
+        lambda tmp, token: _settings(
+            tmp, broker_url=f"sqs://us-east-1?prefix=t{token}", lease_seconds=2, max_deliveries=3
+        ),
+        moto_server.unavailable,
+        lambda token: moto_server.delete_resources(f"t{token}"),
+    ),
+    Backend(
+        "sqs-direct",
+        lambda tmp, token: _settings(
+            tmp,
+            broker_url=f"sqs://us-east-1?prefix=t{token}&sns=false",
+            lease_seconds=2,
+            max_deliveries=3,
+        ),
+        moto_server.unavailable,
+        lambda token: moto_server.delete_resources(f"t{token}"),
     ),
 ]
 
