@@ -18,6 +18,10 @@ class MissingExtra(ConfigError):
         )
 
 
+class MessageTooLarge(SlipstreamError, ValueError):
+    """A message over the broker's size limit: the producer must send smaller events."""
+
+
 class BackendUnavailable(SlipstreamError):
     """A broker or store cannot be reached now; retry later (HTTP 503, no ack)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
 from slipstream.config import Settings
+from slipstream.errors import MessageTooLarge
 from slipstream.runtime import Runtime
 from tests.helpers import flight_event, wait_until
 
@@ -238,3 +240,20 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert 'slipstream_events_ingested_total{dataset="flights"} 1.0' in text
     assert "slipstream_broker_backlog" in text
     assert "slipstream_freshness_seconds_bucket" in text
+
+
+def test_an_event_over_the_brokers_size_limit_is_413(tmp_path: Path) -> None:
+    with make_client(tmp_path) as client:
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        real_publish = runtime.broker.publish
+
+        async def publish_with_a_limit(dataset: str, messages: Any) -> None:
+            # As a broker with a size limit does (SQS and SNS take 256 KiB).
+            if any(len(m.data) > 1000 for m in messages):
+                raise MessageTooLarge("message 'x' takes 2000 bytes; the broker accepts 1000")
+            await real_publish(dataset, messages)
+
+        runtime.broker.publish = publish_with_a_limit  # type: ignore[method-assign]
+        answer = client.post("/v1/datasets/flights/events", json=flight_event(1, gate="G" * 2000))
+        assert answer.status_code == 413
+        assert "send smaller events" in str(error_of(answer)["message"])

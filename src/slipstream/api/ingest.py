@@ -12,7 +12,7 @@ from slipstream.api.deps import IngestDataset, runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
 from slipstream.datasets import Dataset
-from slipstream.errors import BackendUnavailable
+from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
 from slipstream.runtime import Runtime
 
@@ -71,6 +71,8 @@ async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, ret
                 f"the broker is unavailable ({exc}); nothing was accepted, {retry}",
                 headers={"Retry-After": RETRY_AFTER},
             ) from None
+        except MessageTooLarge as exc:
+            raise ApiError(413, f"{exc}; nothing was accepted, send smaller events") from None
     metrics = runtime.metrics
     metrics.events_published.labels(dataset.name).inc(len(intake.messages))
     metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
