@@ -1,20 +1,41 @@
 """The bench's arithmetic and its table: quantiles of samples and of Prometheus histograms,
-rows built from measured results, and the rich and Markdown renderings. No server, no clock."""
+rows built from measured results, and the rich and Markdown renderings; the readiness checks of
+the production pairs and the CPU meter's arithmetic. No server, no clock."""
 
 from __future__ import annotations
 
 import math
 import random
+import re
+import socket
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
 from rich.console import Console
 
+from slipstream.bench import cpu, suite
 from slipstream.bench.load import IngestResult, ReadResult, ndjson_batches
 from slipstream.bench.report import Report, Row, duration, markdown, mebibytes, rate, rich_table
-from slipstream.bench.results import Freshness, PairResult, end_to_end_rate, pair_rows
-from slipstream.bench.scenarios import FULL, READS, Pair
-from slipstream.bench.server import server_env
+from slipstream.bench.results import (
+    Freshness,
+    PairResult,
+    end_to_end_rate,
+    pair_legend,
+    pair_rows,
+)
+from slipstream.bench.scenarios import (
+    FULL,
+    NATS_POSTGRESQL,
+    PAIRS,
+    QUICK,
+    READS,
+    SQS_MOTO_POSTGRESQL,
+    Pair,
+)
+from slipstream.bench.server import BenchServer, server_env
+from slipstream.bench.services import Installed, Reachable, resolve, run_name, unready
 from slipstream.bench.stats import (
     Buckets,
     bucket_count,
@@ -24,6 +45,7 @@ from slipstream.bench.stats import (
     percentile,
     quantile_bucket,
     subtract_buckets,
+    sum_buckets,
 )
 
 INF = math.inf
@@ -179,6 +201,72 @@ def test_subtract_buckets_keeps_what_one_interval_observed() -> None:
     assert subtract_buckets(after, []) == after  # a histogram not yet scraped counts as empty
 
 
+def _worker_scrape(counts: list[float]) -> str:
+    """A worker's /metrics with the flights freshness histogram at these cumulative counts."""
+    bounds = ["0.05", "0.1", "0.25", "+Inf"]
+    lines = ["# TYPE slipstream_freshness_seconds histogram"]
+    lines += [
+        f'slipstream_freshness_seconds_bucket{{dataset="flights",le="{b}"}} {c}'
+        for b, c in zip(bounds, counts, strict=True)
+    ]
+    lines.append(f'slipstream_freshness_seconds_count{{dataset="flights"}} {counts[-1]}')
+    lines.append('slipstream_freshness_seconds_sum{dataset="flights"} 1.0')
+    return "\n".join(lines) + "\n"
+
+
+def test_sum_buckets_adds_the_workers_histograms_bound_by_bound() -> None:
+    one: Buckets = [(0.05, 10.0), (0.1, 30.0), (INF, 40.0)]
+    two: Buckets = [(0.05, 0.0), (0.1, 50.0), (INF, 60.0)]
+    total = sum_buckets([one, two])
+    assert total == [(0.05, 10.0), (0.1, 80.0), (INF, 100.0)]
+    # the same quantile as one process observing all 100 would report
+    assert histogram_quantile(0.5, total) == pytest.approx(0.05 + 0.05 * 40 / 70)
+    assert sum_buckets([one, []]) == one  # a worker that has observed nothing yet
+    assert sum_buckets([]) == []
+
+
+def test_summed_deltas_equal_the_delta_of_the_sums() -> None:
+    before = [[(0.1, 5.0), (INF, 5.0)], [(0.1, 1.0), (INF, 2.0)]]
+    after = [[(0.1, 9.0), (INF, 12.0)], [(0.1, 4.0), (INF, 8.0)]]
+    summed = subtract_buckets(sum_buckets(after), sum_buckets(before))
+    assert summed == sum_buckets(
+        [subtract_buckets(a, b) for a, b in zip(after, before, strict=True)]
+    )
+    assert summed == [(0.1, 7.0), (INF, 13.0)]
+
+
+class _Workers:
+    """Stands in for a BenchServer with two workers: one scrape each."""
+
+    def __init__(self, *scrapes: str) -> None:
+        self.scrapes = list(scrapes)
+
+    def metrics(self) -> list[str]:
+        return self.scrapes
+
+
+def test_freshness_of_a_deployment_sums_its_workers_scrapes() -> None:
+    server = _Workers(_worker_scrape([1, 3, 4, 4]), _worker_scrape([0, 2, 5, 6]), SCRAPE)
+    buckets = suite.freshness_buckets(server)  # type: ignore[arg-type]
+    # the flights series of all three; the SCRAPE's "trains" series is left out
+    assert bucket_count(buckets) == 4 + 6 + 208_000
+    assert dict(buckets)[0.1] == 3 + 2 + 1000
+
+
+def test_bench_server_scrapes_the_server_or_each_worker() -> None:
+    embedded, separate = BenchServer({}), BenchServer({}, workers=2)
+    try:
+        assert embedded.metrics_urls == [f"{embedded.url}/metrics"]
+        assert separate.metrics_urls == [
+            f"http://127.0.0.1:{port}/metrics" for port in separate.worker_ports
+        ]
+        assert len(set(separate.worker_ports) | {separate.port}) == 3
+        assert separate.env["SLIPSTREAM_HOST"] == "127.0.0.1"  # the workers' /metrics too
+    finally:
+        embedded.close()
+        separate.close()
+
+
 def test_counter_value_sums_matching_series() -> None:
     assert counter_value(SCRAPE, "slipstream_events_written", FLIGHTS) == 208000.0
     assert counter_value(SCRAPE, "slipstream_events_written") == 208007.0
@@ -209,6 +297,101 @@ def test_server_env_drops_inherited_settings_and_adds_the_scenario(
     assert env["SLIPSTREAM_LOG_LEVEL"] == "warning"
 
 
+def test_server_env_removes_settings_given_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "production")
+    env = server_env({"AWS_PROFILE": None, "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    assert "AWS_PROFILE" not in env
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+
+
+# --- production pairs: readiness, names, sizes -----------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+def test_reachable_says_which_service_does_not_answer() -> None:
+    port = _closed_port()
+    reason = Reachable("NATS", "127.0.0.1", port).missing()
+    assert reason is not None
+    assert reason.startswith(f"NATS not reachable at 127.0.0.1:{port} (")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert Reachable("NATS", "127.0.0.1", server.getsockname()[1]).missing() is None
+
+
+def test_installed_names_the_missing_driver_and_what_to_install() -> None:
+    assert Installed("json").missing() is None
+    reason = Installed("no_such_driver_xyz", "pip install 'slipstream[nats]'").missing()
+    assert reason == "no_such_driver_xyz is not installed (pip install 'slipstream[nats]')"
+    assert (
+        Installed("no_such_package_xyz.sub").missing() == "no_such_package_xyz.sub is not installed"
+    )
+
+
+def test_installed_with_load_reports_a_module_that_does_not_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "half_written_broker.py").write_text("raise RuntimeError('not finished')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "half_written_broker", raising=False)
+    assert Installed("half_written_broker").missing() is None  # found, not imported
+    reason = Installed("half_written_broker", load=True).missing()
+    assert reason == "half_written_broker does not import: RuntimeError: not finished"
+    assert (
+        Installed("absent_broker_xyz", load=True).missing() == "absent_broker_xyz is not installed"
+    )
+
+
+def test_unready_gives_every_reason_in_one_line() -> None:
+    port = _closed_port()
+    requirements = (
+        Installed("json"),
+        Installed("no_such_driver_xyz"),
+        Reachable("PostgreSQL", "127.0.0.1", port),
+    )
+    reason = unready(requirements)
+    assert reason is not None
+    assert reason.startswith("no_such_driver_xyz is not installed; PostgreSQL not reachable at")
+    assert unready((Installed("json"),)) is None
+    assert unready(()) is None
+
+
+def test_the_production_pairs_check_what_they_need() -> None:
+    nats_needs = {getattr(r, "what", getattr(r, "module", "")) for r in NATS_POSTGRESQL.requires}
+    assert {"NATS", "PostgreSQL", "nats", "psycopg"} <= nats_needs
+    sqs_needs = {getattr(r, "module", "") for r in SQS_MOTO_POSTGRESQL.requires}
+    assert {"boto3", "moto.server", "slipstream.brokers.sqs"} <= sqs_needs
+    assert NATS_POSTGRESQL.server_processes == ("nats-server", "postgres")
+    assert SQS_MOTO_POSTGRESQL.service is not None  # moto, started by the bench
+    assert [p.workers for p in PAIRS] == [0, 2, 2]
+
+
+def test_run_names_are_unique_and_valid_everywhere_they_go() -> None:
+    names = {run_name() for _ in range(50)}
+    assert len(names) == 50
+    for name in names:
+        assert re.fullmatch(r"[a-z_][a-z0-9_]{0,31}", name)  # NATS prefix, PostgreSQL schema
+    env = resolve(NATS_POSTGRESQL.env, "bench_1_ab")
+    assert env["SLIPSTREAM_BROKER_URL"] == "nats://127.0.0.1:4222?prefix=bench_1_ab"
+    assert env["SLIPSTREAM_STORE_URL"].endswith("/test?schema=bench_1_ab")
+
+
+def test_a_slow_pair_scales_its_workload() -> None:
+    assert Pair("x").params(FULL) is FULL
+    sized = SQS_MOTO_POSTGRESQL.params(FULL)
+    assert (sized.events, sized.batch, sized.paced_rate) == (1000, 100, 100.0)
+    assert sized.paced_seconds == FULL.paced_seconds
+    quick = SQS_MOTO_POSTGRESQL.params(QUICK)
+    assert quick.events == 150
+    assert quick.events >= quick.batch
+
+
 # --- rows and rendering -----------------------------------------------------------------------
 
 
@@ -225,8 +408,9 @@ def _result() -> PairResult:
         paced=IngestResult(accepted=200_000, complete=True, total_seconds=10.1, post_seconds=10.0),
         paced_freshness=fresh,
         reads=reads,
-        peak_rss=300 * 2**20,
+        peak_rss=[300 * 2**20],
         naive=IngestResult(accepted=3000, complete=True, total_seconds=20.0),
+        other_load=[0.05, 0.02],
     )
 
 
@@ -252,6 +436,9 @@ def test_pair_rows_say_every_figure_and_judge_the_floors() -> None:
     assert (get.value, get.p99, get.floor_met) == ("500 req/s", "30 ms", False)
     assert rows["list ?limit=50"].floor_met is None  # no floor on lists
     assert rows["peak RSS"].value == "300 MiB"
+    load = rows["other processes' CPU"]
+    assert load.value == "0.05 cores"
+    assert load.notes.startswith("a quiet machine")
     assert {row.section for row in rows.values()} == {"local/duckdb"}
 
 
@@ -262,6 +449,92 @@ def test_pair_rows_of_a_failed_pair_say_so_without_raising() -> None:
     assert rows["ratio batched / naive"].value == "—"
     assert rows["GET by id"].notes == "failed"
     assert rows["peak RSS"].value == "—"
+
+
+def test_rows_of_a_production_pair_judge_only_its_own_floors() -> None:
+    result = _result()
+    result.pair = NATS_POSTGRESQL
+    result.peak_rss = [120 * 2**20, 90 * 2**20, 90 * 2**20]
+    result.other_load = [0.6]
+    rows = {row.figure: row for row in pair_rows(result, FULL)}
+    batched = rows["ingest nats/postgresql (2 workers) (batched)"]
+    assert (batched.floor, batched.floor_met) == ("≥ 20,000 events/s", True)
+    assert rows["freshness at 20,000 events/s"].floor == ""
+    assert rows["GET by id"].floor == ""  # measured, not held to the embedded pair's floor
+    rss = rows["peak RSS"]
+    assert rss.value == "300 MiB"
+    assert rss.notes.startswith("api 120 MiB + 2 workers 90 MiB each")
+    load = rows["other processes' CPU"]
+    assert (load.value, load.notes[:11]) == ("0.60 cores", "UNDER LOAD:")
+
+
+def test_rows_of_a_pair_that_runs_the_ingests_only() -> None:
+    result = _result()
+    result.pair = SQS_MOTO_POSTGRESQL
+    result.reads, result.naive = {}, None
+    result.peak_rss = [100 * 2**20, 70 * 2**20, 80 * 2**20]
+    rows = {row.figure: row for row in pair_rows(result, FULL)}
+    assert "GET by id" not in rows
+    assert "ingest naive (batch 1)" not in rows
+    assert rows["ingest sqs-moto/postgresql (2 workers) (batched)"].floor == ""  # no floor
+    assert "freshness at 100 events/s" in rows  # the pair's own paced rate
+    assert rows["peak RSS"].notes.startswith("api 100 MiB + 2 workers 70 MiB–80 MiB")
+
+
+def test_a_skipped_pair_is_one_row_that_says_why() -> None:
+    result = PairResult(NATS_POSTGRESQL, skipped="NATS not reachable at 127.0.0.1:4222")
+    rows = pair_rows(result, FULL)
+    assert len(rows) == 1
+    (row,) = rows
+    assert row.figure == "ingest nats/postgresql (2 workers) (batched)"
+    assert row.value == "skipped"
+    assert row.notes == "skipped: NATS not reachable at 127.0.0.1:4222"
+    assert row.cells()[5] == "≥ 20,000 events/s: not measured"
+    text = markdown(Report("t", [*pair_rows(_result(), FULL), *rows]))
+    assert (
+        "| ingest nats/postgresql (2 workers) (batched) | skipped |  |  |  | "
+        "≥ 20,000 events/s: not measured | skipped: NATS not reachable at 127.0.0.1:4222 |"
+    ) in text
+    assert "| **nats/postgresql (2 workers)** |" in text
+
+
+def test_pair_legend_says_how_the_production_pairs_differ() -> None:
+    lines = pair_legend(PAIRS, FULL)
+    text = "\n".join(lines)
+    assert "local/duckdb" not in text  # nothing to say about the embedded pair
+    assert "nats/postgresql (2 workers): 2 `slipstream worker` processes" in text
+    assert "freshness summed over the workers' histograms" in text
+    assert "1,000 events batched and 100 events/s paced" in text
+    assert "moto" in text
+    assert "not AWS" in text
+
+
+# --- the CPU meter ------------------------------------------------------------------------------
+
+
+def test_system_busy_counts_all_but_idle_and_iowait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu, "_ticks", lambda: 100.0)
+    stat = "cpu  100 20 30 1000 50 5 5 10 0 0\ncpu0 50 10 15 500 25 2 2 5 0 0\n"
+    assert cpu.system_busy(stat) == pytest.approx((100 + 20 + 30 + 5 + 5 + 10) / 100)
+
+
+def test_process_cpu_reads_utime_and_stime_past_an_awkward_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cpu, "_ticks", lambda: 100.0)
+    fields = ["S", *["0"] * 10, "250", "50", *["0"] * 30]  # state is field 3, utime 14
+    stat = "1234 (python (a) b) " + " ".join(fields)
+    assert cpu.process_cpu(stat) == pytest.approx(3.0)
+
+
+def test_other_cores_is_what_neither_the_bench_nor_its_servers_used() -> None:
+    before = cpu.CpuSample(wall=10.0, busy=100.0, ours=20.0, services=5.0)
+    after = cpu.CpuSample(wall=20.0, busy=118.0, ours=30.0, services=7.0)
+    assert cpu.other_cores(before, after) == pytest.approx(0.6)  # (18 - 10 - 2) / 10 s
+    quiet = cpu.CpuSample(wall=20.0, busy=109.0, ours=30.0, services=7.0)
+    assert cpu.other_cores(before, quiet) == 0.0  # never below zero (sampling jitter)
+    assert cpu.other_cores(None, after) is None
+    assert cpu.other_cores(after, before) is None
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from slipstream.bench.cpu import UNDER_LOAD
 from slipstream.bench.load import IngestResult, ReadResult
 from slipstream.bench.report import Row, duration, mebibytes, rate
 from slipstream.bench.scenarios import (
@@ -46,9 +48,11 @@ class PairResult:
     paced: IngestResult | None = None
     paced_freshness: Freshness | None = None
     reads: dict[str, ReadResult] = field(default_factory=dict)
-    peak_rss: int | None = None
+    peak_rss: list[int] = field(default_factory=list)  # per process: the server or API first
     naive: IngestResult | None = None
     failures: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why the pair could not run here
+    other_load: list[float] = field(default_factory=list)  # cores others used, per deployment
 
 
 def end_to_end_rate(outcome: IngestResult | None) -> float | None:
@@ -62,24 +66,32 @@ def _met(value: float | None, ok: bool) -> bool | None:
     return None if value is None else ok
 
 
+def ingest_floor(pair: Pair) -> str:
+    return f"≥ {INGEST_FLOOR:,.0f} events/s" if "ingest" in pair.floors else ""
+
+
 def ingest_rows(result: PairResult, params: Params) -> list[Row]:
     section = result.pair.name
     flood, naive = result.flood, result.naive
     batched_rate, naive_rate = end_to_end_rate(flood), end_to_end_rate(naive)
     ratio = batched_rate / naive_rate if batched_rate and naive_rate else None
+    floor = ingest_floor(result.pair)
+    batched = Row(
+        f"ingest {result.pair.name} (batched)",
+        rate(batched_rate, "events/s"),
+        floor=floor,
+        floor_met=_met(batched_rate, (batched_rate or 0) >= INGEST_FLOOR) if floor else None,
+        notes=f"{flood.accepted:,} events in {flood.total_seconds:.2f} s, first post → all "
+        f"queryable (posting {flood.post_seconds:.2f} s); {params.batch:,}/request, "
+        f"{params.connections} connections"
+        if flood
+        else "failed",
+        section=section,
+    )
+    if not result.pair.reads:
+        return [batched]
     return [
-        Row(
-            f"ingest {result.pair.name} (batched)",
-            rate(batched_rate, "events/s"),
-            floor=f"≥ {INGEST_FLOOR:,.0f} events/s",
-            floor_met=_met(batched_rate, (batched_rate or 0) >= INGEST_FLOOR),
-            notes=f"{flood.accepted:,} events in {flood.total_seconds:.2f} s, first post → all "
-            f"queryable (posting {flood.post_seconds:.2f} s); {params.batch:,}/request, "
-            f"{params.connections} connections"
-            if flood
-            else "failed",
-            section=section,
-        ),
+        batched,
         Row(
             "ingest naive (batch 1)",
             rate(naive_rate, "events/s"),
@@ -112,7 +124,7 @@ def freshness_rows(result: PairResult, params: Params) -> list[Row]:
             f"freshness at {params.paced_rate:,.0f} events/s",
             result.paced_freshness,
             f"paced {params.paced_seconds:g} s{achieved}",
-            True,
+            "freshness" in result.pair.floors and params.paced_rate >= INGEST_FLOOR,
         ),
     ):
         p50 = fresh.quantile(0.50) if fresh else None
@@ -138,7 +150,8 @@ def read_rows(result: PairResult, params: Params) -> list[Row]:
     rows = []
     for scenario in READS:
         reads = result.reads.get(scenario.figure)
-        floored = scenario.path.endswith("{id}") and scenario.hot_ids is None
+        floored = "get" in result.pair.floors and scenario.path.endswith("{id}")
+        floored = floored and scenario.hot_ids is None
         p99 = reads.p99 if reads else None
         distinct = f", {reads.distinct:,} distinct ids" if reads and "{id}" in scenario.path else ""
         rows.append(
@@ -160,15 +173,84 @@ def read_rows(result: PairResult, params: Params) -> list[Row]:
     return rows
 
 
+def rss_row(result: PairResult) -> Row:
+    sizes, workers = result.peak_rss, result.pair.workers
+    total = sum(sizes) if sizes else None
+    if not workers:
+        notes = "server high-water mark over ingests and reads"
+    elif len(sizes) == workers + 1:
+        api, each = sizes[0], sizes[1:]
+        low, high = mebibytes(min(each)), mebibytes(max(each))
+        size = f"{low} each" if low == high else f"{low}–{high}"
+        notes = f"api {mebibytes(api)} + {workers} workers {size}; high-water marks, summed"
+    else:
+        notes = "not measured"
+    return Row("peak RSS", mebibytes(total), notes=notes, section=result.pair.name)
+
+
+def load_row(result: PairResult) -> Row:
+    """How much CPU other processes took while the pair ran: its figures are low if much."""
+    worst = max(result.other_load) if result.other_load else None
+    if worst is None:
+        value, notes = "—", "not measured (no /proc)"
+    else:
+        value = f"{worst:.2f} cores"
+        verdict = (
+            "UNDER LOAD: this pair's figures are understated"
+            if worst >= UNDER_LOAD
+            else "a quiet machine"
+        )
+        notes = (
+            f"{verdict}; CPU used meanwhile by processes other than the bench, its servers "
+            f"and the pair's NATS/PostgreSQL (the worst of {len(result.other_load)} "
+            f"deployment{'s' if len(result.other_load) > 1 else ''})"
+        )
+    return Row("other processes' CPU", value, notes=notes, section=result.pair.name)
+
+
+def pair_legend(pairs: Sequence[Pair], params: Params) -> list[str]:
+    """What differs between pairs: their sizes, the scenarios they skip, their caveats."""
+    lines = []
+    for pair in pairs:
+        sized = pair.params(params)
+        what = [f"{pair.workers} `slipstream worker` processes beside `slipstream api`"]
+        if pair.scale != 1.0:
+            what.append(
+                f"{sized.events:,} events batched and {sized.paced_rate:,.0f} events/s paced "
+                f"(×{pair.scale:g} of the others)"
+            )
+        if not pair.reads:
+            what.append("the two ingests only (no reads, no naive baseline)")
+        if pair.workers:
+            what.append("freshness summed over the workers' histograms")
+        if pair.workers or pair.scale != 1.0:
+            lines.append(f"{pair.name}: {'; '.join(what)}.")
+        if pair.note:
+            lines.append(pair.note)
+    return lines
+
+
+def skipped_rows(result: PairResult) -> list[Row]:
+    floor = ingest_floor(result.pair)
+    return [
+        Row(
+            f"ingest {result.pair.name} (batched)",
+            "skipped",
+            floor=floor,
+            notes=f"skipped: {result.skipped}",
+            section=result.pair.name,
+        )
+    ]
+
+
 def pair_rows(result: PairResult, params: Params) -> list[Row]:
+    if result.skipped is not None:
+        return skipped_rows(result)
+    params = result.pair.params(params)
     return [
         *ingest_rows(result, params),
         *freshness_rows(result, params),
-        *read_rows(result, params),
-        Row(
-            "peak RSS",
-            mebibytes(result.peak_rss),
-            notes="server high-water mark over ingests and reads",
-            section=result.pair.name,
-        ),
+        *(read_rows(result, params) if result.pair.reads else []),
+        rss_row(result),
+        load_row(result),
     ]

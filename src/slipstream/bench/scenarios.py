@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+
+from slipstream.bench.services import (
+    RUN,
+    Cleanup,
+    Installed,
+    Reachable,
+    Requirement,
+    Started,
+    delete_streams,
+    drop_schema,
+    moto_server,
+)
 
 DATASET = "flights"
 
@@ -15,18 +28,91 @@ GET_P99_FLOOR = 0.020  # seconds, at 50 connections
 
 @dataclass(frozen=True)
 class Pair:
-    """A broker/store pair: its name in the table and the server settings that select it.
+    """A broker/store pair: its name in the table, the settings that select it, and how it runs.
 
-    Another pair is one more entry in PAIRS, for example
-    `Pair("nats/postgresql", {"SLIPSTREAM_BROKER_URL": "nats://127.0.0.1:4222",
-    "SLIPSTREAM_STORE_URL": "postgresql://bench@127.0.0.1/bench"})`.
+    `env` values may hold "{run}", replaced by a name unique to each server started (a NATS
+    prefix, a PostgreSQL schema), and `cleanup` removes what that server created once it has
+    stopped. `requires` says why the pair cannot run on this machine: it is then reported as
+    skipped, not failed. `service` is started once for the pair (moto) and gives settings of
+    its own. `workers=0` runs `slipstream up`; N runs `slipstream api` and N workers.
     """
 
     name: str
     env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 0
+    requires: tuple[Requirement, ...] = ()
+    service: Callable[[], AbstractContextManager[Started]] | None = None
+    cleanup: tuple[Cleanup, ...] = ()
+    scale: float = 1.0  # of the events of every ingest, and of the paced rate
+    batch: int | None = None  # events per request, when not the default
+    reads: bool = True  # the read workloads and the naive baseline, besides the two ingests
+    floors: frozenset[str] = frozenset({"ingest", "freshness", "get"})
+    note: str = ""  # said under the table
+
+    @property
+    def server_processes(self) -> tuple[str, ...]:
+        """The names of the pair's server processes on this machine (NATS, PostgreSQL)."""
+        return tuple(p for r in self.requires if (p := getattr(r, "process", "")))
+
+    def params(self, params: Params) -> Params:
+        """The workload sizes for this pair: the common ones, scaled down for a slow pair."""
+        if self.scale == 1.0 and self.batch is None:
+            return params
+        batch = self.batch or params.batch
+        return replace(
+            params,
+            events=max(batch, round(params.events * self.scale)),
+            batch=batch,
+            paced_rate=params.paced_rate * self.scale,
+            naive_events=max(50, round(params.naive_events * self.scale)),
+        )
 
 
-PAIRS: tuple[Pair, ...] = (Pair("local/duckdb"),)
+LOCAL = Pair("local/duckdb")
+NATS_POSTGRESQL = Pair(
+    "nats/postgresql (2 workers)",
+    {
+        "SLIPSTREAM_BROKER_URL": f"nats://127.0.0.1:4222?prefix={RUN}",
+        "SLIPSTREAM_STORE_URL": f"postgresql://postgres@127.0.0.1:5432/test?schema={RUN}",
+    },
+    workers=2,
+    requires=(
+        Installed("nats", "pip install 'slipstream[nats]'"),
+        Installed("psycopg", "pip install 'slipstream[postgres]'"),
+        Installed("psycopg_pool", "pip install 'slipstream[postgres]'"),
+        Reachable("NATS", "127.0.0.1", 4222, "nats-server"),
+        Reachable("PostgreSQL", "127.0.0.1", 5432, "postgres"),
+    ),
+    cleanup=(delete_streams, drop_schema),
+    floors=frozenset({"ingest"}),
+)
+SQS_MOTO_POSTGRESQL = Pair(
+    "sqs-moto/postgresql (2 workers)",
+    {
+        "SLIPSTREAM_BROKER_URL": f"sqs://us-east-1?prefix={RUN}",
+        "SLIPSTREAM_STORE_URL": f"postgresql://postgres@127.0.0.1:5432/test?schema={RUN}",
+    },
+    workers=2,
+    requires=(
+        Installed("boto3", "pip install 'slipstream[aws]'"),
+        Installed("moto.server", "pip install 'moto[server]'"),
+        Installed("psycopg", "pip install 'slipstream[postgres]'"),
+        Installed("psycopg_pool", "pip install 'slipstream[postgres]'"),
+        Installed("slipstream.brokers.sqs", load=True),
+        Reachable("PostgreSQL", "127.0.0.1", 5432, "postgres"),
+    ),
+    service=moto_server,
+    cleanup=(drop_schema,),  # SQS queues and SNS topics go with the moto process
+    scale=0.005,
+    batch=100,
+    reads=False,
+    floors=frozenset(),
+    note="sqs-moto: SNS→SQS served by a local moto_server, a stand-in for AWS, not AWS itself: "
+    "its figures say what the broker code and moto cost here, not what AWS would do (moto's "
+    "every call grows with the queue's depth, hence the small workload). Its reads would "
+    "measure the same PostgreSQL store as nats/postgresql's.",
+)
+PAIRS: tuple[Pair, ...] = (LOCAL, NATS_POSTGRESQL, SQS_MOTO_POSTGRESQL)
 
 
 @dataclass(frozen=True)

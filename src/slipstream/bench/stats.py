@@ -66,6 +66,17 @@ def subtract_buckets(after: Buckets, before: Buckets) -> Buckets:
     return [(bound, count - earlier.get(bound, 0.0)) for bound, count in after]
 
 
+def sum_buckets(histograms: Sequence[Buckets]) -> Buckets:
+    """One histogram of several processes' (the workers of one deployment), as `sum by (le)`
+    over their scrapes would give: counts of the same bound add up; a process that has not
+    observed anything yet (no buckets) adds nothing."""
+    counts: dict[float, float] = {}
+    for buckets in histograms:
+        for bound, count in buckets:
+            counts[bound] = counts.get(bound, 0.0) + count
+    return sorted(counts.items())
+
+
 def bucket_count(buckets: Buckets) -> float:
     """How many observations the histogram holds (its +Inf bucket)."""
     return buckets[-1][1] if buckets else 0.0

@@ -1,10 +1,12 @@
-"""Running the scenarios. For each broker/store pair, a fresh server takes a flood of batched
-events, then a load paced at the ingest floor, then the read workloads; a second fresh server,
-with worker batch size 1, takes one event per request (the naive baseline). The load always
-comes from another process (`slipstream.bench.load`), and every wait has a deadline."""
+"""Running the scenarios. For each broker/store pair that can run here, a fresh deployment
+(`slipstream up`, or `slipstream api` and N workers) takes a flood of batched events, then a load
+paced at the ingest floor, then the read workloads; a second fresh one, with worker batch size 1,
+takes one event per request (the naive baseline). A pair may run the two ingests only. The load
+always comes from another process (`slipstream.bench.load`), and every wait has a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TypeVar
@@ -23,12 +25,21 @@ import httpx
 import orjson
 from rich.console import Console
 
+from slipstream.bench import cpu
+from slipstream.bench.cpu import UNDER_LOAD
 from slipstream.bench.load import IngestJob, IngestResult, ReadJob, ReadResult
 from slipstream.bench.report import Report, markdown, rich_table
-from slipstream.bench.results import Freshness, PairResult, pair_rows
+from slipstream.bench.results import Freshness, PairResult, pair_legend, pair_rows
 from slipstream.bench.scenarios import DATASET, FULL, PAIRS, QUICK, READS, Pair, Params
 from slipstream.bench.server import BenchServer, ServerFailed
-from slipstream.bench.stats import Buckets, bucket_count, histogram_buckets, subtract_buckets
+from slipstream.bench.services import ServiceFailed, Started, resolve, run_name, unready
+from slipstream.bench.stats import (
+    Buckets,
+    bucket_count,
+    histogram_buckets,
+    subtract_buckets,
+    sum_buckets,
+)
 
 R = TypeVar("R", IngestResult, ReadResult)
 FRESHNESS = "slipstream_freshness_seconds"
@@ -38,9 +49,12 @@ METRICS_TIMEOUT = 10.0  # for a batch's freshness observations, made just after 
 LEGEND = [
     "ingest: events/s from the first POST to the moment /v1/datasets counts them all.",
     "freshness: broker publish → committed in the store, from the server's "
-    "slipstream_freshness_seconds histogram, bucket-interpolated as Prometheus' "
-    "histogram_quantile does (the bucket holding each quantile is named).",
+    "slipstream_freshness_seconds histogram (with separate workers, the sum of theirs), "
+    "bucket-interpolated as Prometheus' histogram_quantile does (the bucket holding each "
+    "quantile is named).",
     "reads: latency seen by the client process, which shares the machine's cores with the server.",
+    f"other processes' CPU: at {UNDER_LOAD:g} cores or more, the pair ran UNDER LOAD "
+    "(another workload took CPU from it) and its figures are low.",
 ]
 
 
@@ -83,7 +97,9 @@ def ingest_timeout(job: IngestJob, slowest: float) -> float:
 
 
 def freshness_buckets(server: BenchServer) -> Buckets:
-    return histogram_buckets(server.metrics(), FRESHNESS, {"dataset": DATASET})
+    """The freshness histogram of the deployment: the server's, or the sum of the workers'."""
+    labels = {"dataset": DATASET}
+    return sum_buckets([histogram_buckets(text, FRESHNESS, labels) for text in server.metrics()])
 
 
 def freshness_since(server: BenchServer, before: Buckets, expected: int) -> Freshness:
@@ -111,10 +127,39 @@ def ingest(
     return outcome, freshness_since(server, before, outcome.accepted)
 
 
+@contextlib.contextmanager
+def deployment(
+    pair: Pair, started: Started, result: PairResult, extra: Mapping[str, str] | None = None
+) -> Iterator[BenchServer]:
+    """A ready deployment of the pair under names of its own (NATS prefix, PostgreSQL schema),
+    removed once it has stopped; the CPU others used meanwhile goes to `result.other_load`."""
+    env = resolve(pair.env, run_name())
+    try:
+        with BenchServer({**started.env, **env, **(extra or {})}, workers=pair.workers) as server:
+            pids = [*started.pids, *(child.process.pid for child in server.children)]
+            before = cpu.sample(pair.server_processes, pids)
+            yield server
+            other = cpu.other_cores(before, cpu.sample(pair.server_processes, pids))
+            if other is not None:
+                result.other_load.append(other)
+    finally:
+        for cleanup in pair.cleanup:
+            try:
+                cleanup(env)
+            except Exception as exc:  # the figures stand; what is left behind is said
+                result.failures.append(f"{pair.name} cleanup ({cleanup.__name__}): {exc}")
+
+
 def batched_scenarios(
-    pair: Pair, params: Params, ids_path: str, result: PairResult, say: Callable[[str], None]
+    pair: Pair,
+    params: Params,
+    started: Started,
+    ids_path: str,
+    result: PairResult,
+    say: Callable[[str], None],
 ) -> None:
-    with BenchServer(pair.env) as server:
+    slowest = 5_000 * pair.scale
+    with deployment(pair, started, result) as server:
         say(f"{pair.name}: batched ingest of {params.events:,} events")
         flood = IngestJob(
             server.url,
@@ -125,7 +170,7 @@ def batched_scenarios(
             seed=1,
             ids_path=ids_path,
         )
-        result.flood, result.flood_freshness = ingest(server, flood, 5_000, result, "batched")
+        result.flood, result.flood_freshness = ingest(server, flood, slowest, result, "batched")
         say(f"{pair.name}: {params.paced_rate:,.0f} events/s for {params.paced_seconds:g} s")
         paced = IngestJob(
             server.url,
@@ -136,8 +181,8 @@ def batched_scenarios(
             rate=params.paced_rate,
             seed=2,
         )
-        result.paced, result.paced_freshness = ingest(server, paced, 5_000, result, "paced")
-        for scenario in READS:
+        result.paced, result.paced_freshness = ingest(server, paced, slowest, result, "paced")
+        for scenario in READS if pair.reads else ():
             say(f"{pair.name}: {scenario.figure}, {params.read_connections} connections")
             job = ReadJob(
                 server.url,
@@ -160,28 +205,42 @@ def batched_scenarios(
 
 
 def naive_scenario(
-    pair: Pair, params: Params, result: PairResult, say: Callable[[str], None]
+    pair: Pair, params: Params, started: Started, result: PairResult, say: Callable[[str], None]
 ) -> None:
-    with BenchServer({**pair.env, "SLIPSTREAM_BATCH_SIZE": "1"}) as server:
+    with deployment(pair, started, result, {"SLIPSTREAM_BATCH_SIZE": "1"}) as server:
         say(f"{pair.name}: naive ingest of {params.naive_events:,} events, one per request")
         naive = IngestJob(
             server.url, params.naive_events, 1, params.connections, params.drain_timeout, seed=3
         )
-        result.naive, _ = ingest(server, naive, 50, result, "naive")
+        result.naive, _ = ingest(server, naive, 50 * pair.scale, result, "naive")
 
 
 def run_pair(pair: Pair, params: Params, scratch: Path, say: Callable[[str], None]) -> PairResult:
+    """The pair's scenarios, or the reason it cannot run here (skipped, not failed). Whatever
+    goes wrong is recorded as a failure of this pair; the next pair still runs."""
     result = PairResult(pair)
-    ids_path = str(scratch / f"ids-{pair.name.replace('/', '-')}.txt")
-    runs: list[tuple[str, Callable[[], None]]] = [
-        ("batched", lambda: batched_scenarios(pair, params, ids_path, result, say)),
-        ("naive", lambda: naive_scenario(pair, params, result, say)),
-    ]
-    for what, run in runs:
-        try:
-            run()
-        except (ServerFailed, LoadFailed, httpx.HTTPError, OSError, ValueError) as exc:
-            result.failures.append(f"{pair.name} ({what}): {exc}")
+    if (reason := unready(pair.requires)) is not None:
+        result.skipped = reason
+        say(f"{pair.name}: skipped: {reason}")
+        return result
+    params = pair.params(params)
+    ids_path = str(scratch / f"ids-{run_name()}.txt")
+    try:
+        with pair.service() if pair.service else contextlib.nullcontext(Started()) as started:
+            runs: list[tuple[str, Callable[[], None]]] = [
+                ("batched", lambda: batched_scenarios(pair, params, started, ids_path, result, say))
+            ]
+            if pair.reads:
+                runs.append(("naive", lambda: naive_scenario(pair, params, started, result, say)))
+            for what, run in runs:
+                try:
+                    run()
+                except (ServerFailed, LoadFailed, httpx.HTTPError, OSError, ValueError) as exc:
+                    result.failures.append(f"{pair.name} ({what}): {exc}")
+                except Exception as exc:  # a pair's bug must not end the bench: say it, go on
+                    result.failures.append(f"{pair.name} ({what}): {type(exc).__name__}: {exc}")
+    except ServiceFailed as exc:
+        result.failures.append(f"{pair.name}: {exc}")
     return result
 
 
@@ -247,7 +306,7 @@ def run_bench(quick: bool = False) -> int:
         [row for result in results for row in pair_rows(result, params)],
         machine(),
         parameters(params, quick),
-        LEGEND,
+        [*LEGEND, *pair_legend(PAIRS, params)],
         [failure for result in results for failure in result.failures],
     )
     out = Console()
