@@ -35,7 +35,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
-bench: $(STAMP) ## Measure ingest, freshness and read latency; print the table
+bench: $(STAMP) ## Measure ingest, freshness and reads for each broker/store pair present; print the table
 	$(BIN)/slipstream bench
 
 clean: ## Remove .venv, caches and local data
