@@ -106,3 +106,16 @@ class WorkerProcess:
             assert self.process is not None
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+
+def stored_ids(client: httpx.Client, dataset: str = "flights") -> list[str]:
+    """Every stored event id, paging through the list endpoint with its cursor."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"/v1/datasets/{dataset}/events", params=params).json()
+        ids += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return ids

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import ServerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -44,18 +44,6 @@ class Producer(threading.Thread):
                     continue
                 if answer.status_code == 202:
                     self.accepted.extend(answer.json()["ids"])
-
-
-def stored_ids(client: httpx.Client) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = client.get("/v1/datasets/flights/events", params=params).json()
-        ids += [item["id"] for item in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
 
 
 def duplicates_seen(client: httpx.Client) -> float:

@@ -8,7 +8,7 @@ import signal
 import orjson
 import pytest
 
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import ServerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -17,18 +17,6 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 
 def ndjson(events: list[dict[str, object]]) -> bytes:
     return b"\n".join(orjson.dumps(e) for e in events) + b"\n"
-
-
-def all_ids(client, dataset: str = "flights") -> list[str]:  # type: ignore[no-untyped-def]
-    ids: list[str] = []
-    cursor = None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = client.get(f"/v1/datasets/{dataset}/events", params=params).json()
-        ids += [item["id"] for item in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
 
 
 def test_thousand_events_and_a_few_invalid_ones_land(server: ServerProcess) -> None:
@@ -62,7 +50,7 @@ def test_thousand_events_and_a_few_invalid_ones_land(server: ServerProcess) -> N
             timeout=30,
             what="1001 rows",
         )
-        stored = all_ids(client)
+        stored = stored_ids(client)
         assert sorted(stored) == sorted([e["id"] for e in events] + ["ev-0005000"])
 
         quarantine = wait_until(
@@ -94,7 +82,7 @@ def test_gzip_body_and_compressed_answers(server: ServerProcess) -> None:
             headers={**NDJSON, "Content-Encoding": "gzip"},
         )
         assert answer.status_code == 202, answer.text
-        wait_until(lambda: len(all_ids(client)) == 300, what="300 rows")
+        wait_until(lambda: len(stored_ids(client)) == 300, what="300 rows")
         listing = client.get(
             "/v1/datasets/flights/events",
             params={"limit": 300},

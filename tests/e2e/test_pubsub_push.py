@@ -6,13 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from google.cloud import pubsub_v1
 
-from tests.e2e.harness import ServerProcess
+from tests.e2e.harness import ServerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
 from tests.pubsub_emulator import PROJECT
 from tests.pubsub_emulator import pubsub_emulator as pubsub_emulator  # session fixture
@@ -50,18 +49,6 @@ def push_topic(server: ServerProcess) -> Iterator[str]:
     subscriber.delete_subscription(request={"subscription": subscription})
     publisher.delete_topic(request={"topic": topic})
     subscriber.close()
-
-
-def stored_ids(client: Any) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = client.get("/v1/datasets/flights/events", params=params).json()
-        ids += [item["id"] for item in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
 
 
 def test_pushed_messages_land_exactly_once(server: ServerProcess, push_topic: str) -> None:

@@ -12,14 +12,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
 from tests import moto_server
 from tests.conftest import port_open, service_missing
 from tests.contracts.backends import drop_nats_streams
-from tests.e2e.harness import ServerProcess, WorkerProcess
+from tests.e2e.harness import ServerProcess, WorkerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,18 +47,6 @@ def schema() -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     if port_open("127.0.0.1", 4222):
         asyncio.run(drop_nats_streams(f"topo{name}"))
-
-
-def stored_ids(client: httpx.Client) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    while True:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = client.get("/v1/datasets/flights/events", params=params).json()
-        ids += [item["id"] for item in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
 
 
 # moto, the local stand-in for SQS, handles a few hundred messages a second, and slows down as a
