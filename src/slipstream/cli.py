@@ -1,4 +1,4 @@
-"""The `slipstream` command: serve, work, publish, simulate, check, bench."""
+"""The `slipstream` command: serve, work, publish, simulate, check, bench, probe, slo."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from rich.table import Table
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.probe import probe_command
+from slipstream.slo.cli import slo_app
 
 app = typer.Typer(
     help="Slipstream: events in through a broker or HTTP, into an analytics store, out over HTTP.",
@@ -223,6 +225,10 @@ def bench(
     from slipstream.bench import run_bench
 
     raise typer.Exit(run_bench(quick=quick))
+
+
+app.command("probe")(probe_command)
+app.add_typer(slo_app, name="slo")
 
 
 def main() -> None:

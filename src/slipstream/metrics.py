@@ -24,13 +24,13 @@ class Metrics:
         self.http_requests = Counter(
             "slipstream_http_requests",
             "HTTP requests answered.",
-            ["route", "method", "code"],
+            ["route", "method", "code", "dataset"],
             registry=r,
         )
         self.http_latency = Histogram(
             "slipstream_http_request_duration_seconds",
             "HTTP request latency.",
-            ["route", "method"],
+            ["route", "method", "dataset"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -118,6 +118,12 @@ class Metrics:
         self.inflight = Gauge(
             "slipstream_worker_inflight_batches",
             "Batches a worker holds leased right now.",
+            registry=r,
+        )
+        self.backend_up = Gauge(
+            "slipstream_backend_up",
+            "1 when the last ping of the broker or store answered, else 0.",
+            ["component"],
             registry=r,
         )
 

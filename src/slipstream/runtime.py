@@ -24,6 +24,8 @@ from slipstream.worker import Worker
 
 log = logging.getLogger("slipstream")
 BACKLOG_REFRESH = 0.5
+HEALTH_INTERVAL = 5.0
+PING_TIMEOUT = 2.0
 
 
 class Runtime:
@@ -62,6 +64,7 @@ class Runtime:
             self.metrics.start_dataset(name)
         await self._refresh_backlog()
         self._spawn(self._backlog_loop(), "backlog")
+        self._spawn(self._health_loop(), "health")
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self.worker.run(), name="worker")
             self._spawn(self._retention_loop(), "retention")
@@ -103,6 +106,19 @@ class Runtime:
         while True:
             await asyncio.sleep(BACKLOG_REFRESH)
             await self._refresh_backlog()
+
+    async def _health_loop(self) -> None:
+        # Alertmanager inhibits symptom alerts (latency, freshness) while a backend is down,
+        # so the page names the cause; this gauge is what it keys on.
+        while True:
+            for component, ping in (("broker", self.broker.ping), ("store", self.store.ping)):
+                try:
+                    await asyncio.wait_for(ping(), PING_TIMEOUT)
+                    up = 1
+                except Exception:  # any failure of the ping means down
+                    up = 0
+                self.metrics.backend_up.labels(component).set(up)
+            await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _retention_loop(self) -> None:
         while True:

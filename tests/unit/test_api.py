@@ -234,7 +234,7 @@ def test_health_and_metrics(client: TestClient) -> None:
     client.post("/v1/datasets/flights/events", json=flight_event(1))
     text = client.get("/metrics").text
     assert (
-        'slipstream_http_requests_total{code="202",method="POST",route="/v1/datasets/{ds}/events"} 1.0'
+        'slipstream_http_requests_total{code="202",dataset="flights",method="POST",route="/v1/datasets/{ds}/events"} 1.0'
         in text
     )
     assert 'slipstream_events_ingested_total{dataset="flights"} 1.0' in text

@@ -26,11 +26,16 @@ OPEN_ACCESS_WARNING = (
 
 
 class RequestMetrics:
-    """Counts and times every request by route template (never the raw path)."""
+    """Counts and times every request by route template (never the raw path) and dataset.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    The dataset label is the path's dataset when the datasets file declares it, "unknown" for
+    any other name (a 404), and empty on routes without one — so its values stay bounded.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, datasets: frozenset[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.datasets = datasets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,8 +56,10 @@ class RequestMetrics:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.http_requests.labels(template, method, str(status)).inc()
-            self.metrics.http_latency.labels(template, method).observe(
+            named = scope.get("path_params", {}).get("ds")
+            dataset = "" if named is None else named if named in self.datasets else "unknown"
+            self.metrics.http_requests.labels(template, method, str(status), dataset).inc()
+            self.metrics.http_latency.labels(template, method, dataset).observe(
                 time.perf_counter() - started
             )
 
@@ -96,5 +103,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             }
         )
 
-    app.add_middleware(RequestMetrics, metrics=runtime.metrics)
+    app.add_middleware(
+        RequestMetrics, metrics=runtime.metrics, datasets=frozenset(runtime.catalog.names)
+    )
     return app
