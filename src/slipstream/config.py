@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="Log lines as JSON (one object a line) or text; auto: text on a terminal, "
+        "JSON otherwise.",
+    )
+    otel_enabled: bool = Field(
+        False,
+        description="Send OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT); "
+        "needs the otel extra.",
+    )
     pubsub_push_audience: str | None = Field(
         None,
         description="Audience of the OIDC token Pub/Sub push must send to /push/pubsub; "

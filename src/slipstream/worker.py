@@ -15,8 +15,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from slipstream import otel
 from slipstream.brokers import Broker, Delivery
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, Dataset
@@ -27,6 +29,8 @@ from slipstream.stores import Store
 
 log = logging.getLogger("slipstream.worker")
 MAX_BACKOFF = 30.0
+LOGGED_IDS = 5  # request and trace ids named in a batch line; a batch may carry thousands
+QUARANTINE_LINES = 10  # quarantined events logged one by one per batch; the rest are counted
 
 
 class StoreDown(Exception):
@@ -89,9 +93,15 @@ class Worker:
     async def process(self, dataset: Dataset, deliveries: Sequence[Delivery]) -> None:
         """Write one batch and ack it; raise StoreDown after nacking it when the store fails."""
         self.metrics.inflight.inc()
+        origins = Origins.of(deliveries)
+        fields = {"messaging.destination.name": dataset.name} if otel.enabled() else None
         try:
             self.metrics.batch_size.labels(dataset.name).observe(len(deliveries))
-            await self._write(dataset, deliveries)
+            # Links, not a parent: a batch carries messages from many producers' traces.
+            with otel.span(
+                "process batch", kind="consumer", links=origins.traceparents, attributes=fields
+            ):
+                await self._write(dataset, deliveries, origins)
         except asyncio.CancelledError:
             # Forced stop mid-batch: hand the messages back now rather than after the lease.
             await asyncio.shield(self._release(dataset, deliveries))
@@ -107,7 +117,9 @@ class Worker:
                 "could not release %d messages; they return after the lease", len(deliveries)
             )
 
-    async def _write(self, dataset: Dataset, deliveries: Sequence[Delivery]) -> None:
+    async def _write(
+        self, dataset: Dataset, deliveries: Sequence[Delivery], origins: Origins | None = None
+    ) -> None:
         codec = self.codecs[dataset.name]
         rows, rejected = codec.decode(
             [(d.key, d.data, datetime.fromtimestamp(d.published_at, UTC)) for d in deliveries]
@@ -136,6 +148,24 @@ class Worker:
         for _, item in rejected:
             reason = "invalid_json" if item.reason.startswith("not valid JSON") else "schema"
             self.metrics.events_quarantined.labels(name, reason).inc()
+        origins = origins or Origins.of(deliveries)
+        log.info(
+            "batch written",
+            extra={
+                "dataset": name,
+                "batch_size": len(deliveries),
+                "written": result.inserted,
+                "duplicates": len(rows) - result.inserted,
+                "quarantined": len(rejected),
+                "request_ids": origins.request_ids,
+                "trace_ids": origins.trace_ids(),
+            },
+        )
+        for index, item in rejected[:QUARANTINE_LINES]:
+            log.info(
+                "event quarantined",
+                extra=_of_message(deliveries[index], dataset=name, reason=item.reason[:300]),
+            )
         freshness = self.metrics.freshness.labels(name)
         for delivery in deliveries:
             freshness.observe(max(0.0, committed - delivery.published_at))
@@ -145,7 +175,13 @@ class Worker:
     ) -> None:
         """Halve a batch the store refused until the message at fault is alone, then dead-letter it."""
         if len(deliveries) == 1:
-            log.error("dead-lettering message %s of %s: %s", deliveries[0].key, dataset.name, error)
+            log.error(
+                "dead-lettering message %s of %s: %s",
+                deliveries[0].key,
+                dataset.name,
+                error,
+                extra=_of_message(deliveries[0], dataset=dataset.name),
+            )
             await self.broker.dead_letter(dataset.name, deliveries, f"store refused it: {error}")
             self.metrics.events_dead_lettered.labels(dataset.name, "terminal_error").inc()
             return
@@ -165,6 +201,45 @@ class Worker:
     async def _pause(self, failures: int) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), _backoff(failures))
+
+
+@dataclass(frozen=True, slots=True)
+class Origins:
+    """Where a batch came from: the first few distinct request ids, and producers' traceparents."""
+
+    request_ids: list[str]
+    traceparents: list[str]
+
+    @classmethod
+    def of(cls, deliveries: Sequence[Delivery]) -> Origins:
+        request_ids: dict[str, None] = {}  # insertion-ordered set
+        traceparents: dict[str, None] = {}
+        for delivery in deliveries:
+            attributes = delivery.attributes
+            if (rid := attributes.get("request_id")) and len(request_ids) < LOGGED_IDS:
+                request_ids[rid] = None
+            if (parent := attributes.get("traceparent")) and len(traceparents) < otel.MAX_LINKS:
+                traceparents[parent] = None
+        return cls(list(request_ids), list(traceparents))
+
+    def trace_ids(self) -> list[str]:
+        ids: dict[str, None] = {}
+        for parent in self.traceparents:
+            if (parsed := otel.parse_traceparent(parent)) is not None:
+                ids[parsed[0]] = None
+                if len(ids) == LOGGED_IDS:
+                    break
+        return list(ids)
+
+
+def _of_message(delivery: Delivery, **fields: str) -> dict[str, str]:
+    """Log fields naming one message and the request that sent it."""
+    fields["event_id"] = delivery.key
+    if request_id := delivery.attributes.get("request_id"):
+        fields["request_id"] = request_id
+    if (parsed := otel.parse_traceparent(delivery.attributes.get("traceparent"))) is not None:
+        fields["trace_id"] = parsed[0]
+    return fields
 
 
 def _backoff(attempt: int) -> float:

@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from slipstream import otel
 from slipstream.api.deps import IngestDataset, runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
+from slipstream.api.tracing import message_attributes
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
@@ -64,7 +66,8 @@ async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, ret
     """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
     if intake.messages:
         try:
-            await runtime.broker.publish(dataset.name, intake.messages)
+            with otel.span("publish", kind="producer", attributes=_span_fields(dataset, intake)):
+                await runtime.broker.publish(dataset.name, intake.messages)
         except BackendUnavailable as exc:
             raise ApiError(
                 503,
@@ -77,6 +80,15 @@ async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, ret
     metrics.events_published.labels(dataset.name).inc(len(intake.messages))
     metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
     metrics.events_rejected.labels(dataset.name).inc(len(intake.rejected))
+
+
+def _span_fields(dataset: Dataset, intake: Intake) -> dict[str, str | int] | None:
+    if not otel.enabled():
+        return None
+    return {
+        "messaging.destination.name": dataset.name,
+        "messaging.batch.message_count": len(intake.messages),
+    }
 
 
 def _too_large(limit: int) -> ApiError:
@@ -108,9 +120,8 @@ async def ingest(request: Request, dataset: IngestDataset) -> Response:
     if not body.strip():
         raise ApiError(400, "the body is empty; send a JSON object, a JSON array or NDJSON")
     codec = runtime.codecs[dataset.name]
-    attributes = {"dataset": dataset.name}
-    if request_id := request.headers.get("x-request-id"):
-        attributes["request_id"] = request_id[:128]
+    # One dict for every message of the request: request_id and traceparent ride along.
+    attributes = {"dataset": dataset.name, **message_attributes()}
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     try:
         if content_type.lower() in NDJSON_TYPES:

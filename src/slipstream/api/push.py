@@ -31,6 +31,7 @@ from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
 from slipstream.api.ingest import RETRY_AFTER, publish_intake, read_body
+from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Outgoing
 from slipstream.config import Settings
 from slipstream.datasets import Dataset
@@ -276,6 +277,7 @@ async def _take_in(
         "dataset": dataset.name,
         "pushed_by": source,
         "push_message_id": message_id[:MAX_ATTRIBUTE],
+        **message_attributes(),  # the push request's id and trace, as for a POST
     }
     intake = one_event(data, runtime.codecs[dataset.name], attributes, message_id)
     await publish_intake(runtime, dataset, intake, "push again")
