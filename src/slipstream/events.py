@@ -19,6 +19,9 @@ from slipstream.datasets import Dataset, FieldSpec
 # Columns the store keeps after the declared fields, in this order.
 EXTRA_COLUMN = "extra"
 RECEIVED_COLUMN = "_received_at"
+# Ids of synthetic probe events (`slipstream probe`): stored and readable by id, but left out of
+# lists, stats and row counts. Stores write it into SQL as a literal, so it stays letters and "-".
+PROBE_ID_PREFIX = "probe-"
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from slipstream.datasets import Dataset, FieldSpec
-from slipstream.events import EventCodec, EventRows, Rejected
+from slipstream.events import PROBE_ID_PREFIX, EventCodec, EventRows, Rejected
 from slipstream.stores import (
     ListQuery,
     QuarantineQuery,
@@ -363,3 +363,41 @@ async def test_expire_deletes_only_older_rows(store: Store, dataset: Dataset) ->
         "ev-002",
     ]
     assert await store.get(dataset, "ev-001") is None
+
+
+async def test_probe_events_are_readable_by_id_but_left_out_of_reads(
+    store: Store, dataset: Dataset
+) -> None:
+    probe_id = f"{PROBE_ID_PREFIX}0193a5d4-7c1e-7000-8000-000000000001"
+    # Newest of all and alone in its own hour, so any leak shows in the list head and the stats.
+    probe = flight(30, id=probe_id, status="delayed")
+    # Only a prefix marks a probe: an id merely containing it is an ordinary event.
+    lookalike = flight(2, id=f"not-{PROBE_ID_PREFIX}2")
+    await put(store, dataset, [flight(0), flight(1), lookalike, probe])
+
+    got = await store.get(dataset, probe_id)
+    listed = await store.list(dataset, ListQuery(limit=100))
+    delayed = await store.list(dataset, ListQuery(limit=100, filters={"status": "delayed"}))
+    stats = await store.stats(dataset, StatsQuery(bucket="day", group_by="status"))
+    summary = await store.summary(dataset)
+
+    assert got is not None
+    assert (got["id"], got["status"]) == (probe_id, "delayed")
+    assert ids(listed) == [f"not-{PROBE_ID_PREFIX}2", "ev-001", "ev-000"]
+    assert delayed == []
+    assert sum(row["count"] for row in stats) == 3
+    assert "delayed" not in {row["group"] for row in stats}
+    assert summary.rows == 3
+    assert summary.newest_event_time == T0 + timedelta(minutes=7 * 2)
+
+
+async def test_only_probe_events_read_as_an_empty_dataset(store: Store, dataset: Dataset) -> None:
+    probe_id = f"{PROBE_ID_PREFIX}only"
+    await put(store, dataset, [flight(1, id=probe_id)])
+
+    summary = await store.summary(dataset)
+
+    assert await store.get(dataset, probe_id) is not None
+    assert await store.list(dataset, ListQuery(limit=10)) == []
+    assert await store.stats(dataset, StatsQuery(bucket="hour")) == []
+    assert (summary.rows, summary.newest_event_time, summary.last_stored_at) == (0, None, None)

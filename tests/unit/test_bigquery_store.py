@@ -721,6 +721,7 @@ def test_list_sql_with_filters_time_window_keyset_and_limit(flights: Dataset) ->
         "`event_time` >= @p0 AND `event_time` < @p1 AND `status` = @p2 AND "
         "`delay_minutes` = @p3 AND `gate` IS NULL AND `origin` = @p4 AND "
         "`event_time` <= @p5 AND (`event_time` < @p5 OR `id` < @p6) "
+        "AND NOT STARTS_WITH(`id`, 'probe-') "
         "ORDER BY `event_time` DESC, `id` DESC LIMIT 10"
     )
     assert params_of(params) == [
@@ -738,8 +739,9 @@ def test_list_sql_with_filters_time_window_keyset_and_limit(flights: Dataset) ->
 
 def test_list_sql_without_conditions_and_filter_types(typed: Dataset) -> None:
     statement, params = sql.list_query(TARGET, typed, ListQuery(limit=-5))
-    assert " WHERE " not in statement
-    assert statement.endswith("ORDER BY `event_time` DESC, `id` DESC LIMIT 0")
+    assert statement.endswith(
+        " WHERE NOT STARTS_WITH(`id`, 'probe-') ORDER BY `event_time` DESC, `id` DESC LIMIT 0"
+    )
     assert "TO_JSON_STRING(`payload`)" in statement
     assert params == []
 
@@ -769,7 +771,7 @@ def test_stats_sql_buckets_groups_and_averages(typed: Dataset) -> None:
         "SELECT TIMESTAMP_TRUNC(`event_time`, HOUR) AS bucket, `status` AS grp, COUNT(*) AS n, "
         "AVG(`delay_minutes`) AS `avg_delay_minutes`, AVG(`ratio`) AS `avg_ratio` "
         f"FROM {FLIGHTS} WHERE `event_time` >= @p0 AND `event_time` < @p1 "
-        "GROUP BY bucket, grp ORDER BY bucket, grp NULLS LAST"
+        "AND NOT STARTS_WITH(`id`, 'probe-') GROUP BY bucket, grp ORDER BY bucket, grp NULLS LAST"
     )
     assert names == ["bucket", "group", "count", "avg_delay_minutes", "avg_ratio"]
     assert [p.type_ for p in params] == ["TIMESTAMP", "TIMESTAMP"]
@@ -889,10 +891,11 @@ async def test_summary(client: FakeClient, store: BigQueryStore, flights: Datase
     assert (empty.rows, empty.quarantined, empty.newest_event_time) == (0, 0, None)
     assert (full.rows, full.quarantined) == (5, 2)
     assert (full.newest_event_time, full.last_stored_at) == (T0, T0 + timedelta(hours=1))
+    rows_sql = f"{FLIGHTS} WHERE NOT STARTS_WITH(`id`, 'probe-')"
     assert client.queries[0][0] == (
-        f"SELECT (SELECT COUNT(*) FROM {FLIGHTS}), "
+        f"SELECT (SELECT COUNT(*) FROM {rows_sql}), "
         "(SELECT COUNT(*) FROM `my-project`.`events`.`flights__quarantine`), "
-        f"(SELECT MAX(`event_time`) FROM {FLIGHTS}), (SELECT MAX(`_stored_at`) FROM {FLIGHTS})"
+        f"(SELECT MAX(`event_time`) FROM {rows_sql}), (SELECT MAX(`_stored_at`) FROM {rows_sql})"
     )
 
 
@@ -935,3 +938,16 @@ async def test_missing_credentials_say_so(flights: Dataset) -> None:
     with pytest.raises(TransientStoreError, match="no Google credentials"):
         await store.write(flights, decode(flights, event(1)), [])
     await store.close()
+
+
+def test_probe_events_are_left_out_of_lists_stats_and_counts_not_get(typed: Dataset) -> None:
+    # A prefix test of the key column: no JSON lookup, and reads by id still find the event.
+    marker = "NOT STARTS_WITH(`id`, 'probe-')"
+    listed, _ = sql.list_query(TARGET, typed, ListQuery(filters={"status": "landed"}))
+    stats, _, _ = sql.stats_query(TARGET, typed, StatsQuery(group_by="status"))
+    by_id, _ = sql.get_query(TARGET, typed, ["probe-1"])
+
+    assert marker in listed
+    assert marker in stats
+    assert sql.summary_query(TARGET, typed).count(marker) == 3
+    assert "STARTS_WITH" not in by_id

@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from slipstream.datasets import Dataset, FieldSpec, FieldType
 from slipstream.errors import TerminalStoreError, TransientStoreError
-from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, EventRows, Rejected
+from slipstream.events import (
+    EXTRA_COLUMN,
+    PROBE_ID_PREFIX,
+    RECEIVED_COLUMN,
+    EventRows,
+    Rejected,
+)
 from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
 
 FIELDS_TABLE = "_slipstream_fields"
@@ -236,8 +242,15 @@ def _time_range(
     return where, params
 
 
+def not_probe(dataset: Dataset) -> str:
+    """Leaves synthetic probe events out of lists, stats and counts: a prefix test of the key,
+    cheap next to the scan, where a marker inside the row would cost a JSON lookup per row."""
+    return f"NOT starts_with({quote(dataset.key)}, '{PROBE_ID_PREFIX}')"
+
+
 def list_query(dataset: Dataset, query: ListQuery) -> tuple[str, list[Any]]:
     where, params = _time_range(dataset, query.since, query.until)
+    where.append(not_probe(dataset))
     for name, value in query.filters.items():
         spec = _declared(dataset, name)
         if spec.type == "json":
@@ -266,6 +279,7 @@ def stats_query(dataset: Dataset, query: StatsQuery) -> tuple[str, list[Any], li
     if query.bucket not in _BUCKETS:
         raise ValueError(f"bucket must be one of {sorted(_BUCKETS)}")
     where, params = _time_range(dataset, query.since, query.until)
+    where.append(not_probe(dataset))
     time = f"timezone('UTC', {quote(dataset.event_time)})"
     columns = [f"date_trunc('{query.bucket}', {time}) AS bucket"]
     names = ["bucket"]
@@ -325,9 +339,10 @@ def quarantine_query(
 
 def summary_query(dataset: Dataset) -> str:
     table, time = quote(dataset.name), quote(dataset.event_time)
+    rows = f"{table} WHERE {not_probe(dataset)}"
     return (
-        f"SELECT (SELECT count(*) FROM {table}), "
+        f"SELECT (SELECT count(*) FROM {rows}), "
         f"(SELECT count(*) FROM {quarantine_table(dataset)}), "
-        f"(SELECT timezone('UTC', max({time})) FROM {table}), "
-        f"(SELECT timezone('UTC', max(_stored_at)) FROM {table})"
+        f"(SELECT timezone('UTC', max({time})) FROM {rows}), "
+        f"(SELECT timezone('UTC', max(_stored_at)) FROM {rows})"
     )
