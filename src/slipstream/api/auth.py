@@ -1,4 +1,4 @@
-"""API keys with scopes: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+"""API keys with scopes: `X-API-Key: KEY` or `Authorization: Bearer KEY` (X-API-Key wins).
 
 With no keys configured the API is open (local use); the server says so loudly at start.
 """
@@ -15,12 +15,16 @@ from slipstream.config import Scope
 
 
 def presented_key(request: Request) -> str | None:
+    # X-API-Key first: behind an identity-aware proxy (Cloud Run IAM, an OIDC gateway) the
+    # Authorization header carries the platform's token, and the API key travels beside it.
+    if (key := request.headers.get("x-api-key")) is not None:
+        return key
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key")
+    return None
 
 
 def scopes_for(key: str, keys: dict[str, frozenset[str]]) -> frozenset[str] | None:

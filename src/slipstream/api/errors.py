@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from slipstream.api.encoding import json_response
+from slipstream.api.encoding import dumps
 
 log = logging.getLogger("slipstream.api")
 
@@ -54,11 +54,15 @@ def unavailable(what: str, exc: Exception) -> ApiError:
     )
 
 
+def error_body(status: int, code: str, message: str, details: Any = None) -> bytes:
+    return dumps({"error": {"code": code, "message": message, "details": details}})
+
+
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return json_response(body, status, headers=headers)
+    body = error_body(status, code, message, details)
+    return Response(body, status, headers=headers, media_type="application/json")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -22,8 +22,10 @@ from slipstream.api.encoding import (
 )
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import filters_from, parse_time
+from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
+from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
 
 router = APIRouter(tags=["query"])
@@ -46,9 +48,10 @@ def page_response(
     return negotiated(request, body, "application/json", headers)
 
 
-@router.get("/v1/datasets/{ds}/events/{event_id}", summary="One event by id")
-async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Response:
-    runtime = runtime_of(request)
+async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> bytes:
+    """The event as JSON, from the read cache or the store; ApiError 404/503 otherwise.
+
+    Shared by the route below and by the point-read fast path (api/point_reads.py)."""
     body = runtime.read_cache.get(dataset.name, event_id)
     if body is None:
         try:
@@ -59,6 +62,12 @@ async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Re
             raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
         body = dumps(row)
         runtime.read_cache.put(dataset.name, event_id, body)
+    return body
+
+
+@router.get("/v1/datasets/{ds}/events/{event_id}", summary="One event by id")
+async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Response:
+    body = await encoded_event(runtime_of(request), dataset, event_id)
     return Response(body, media_type="application/json")
 
 
