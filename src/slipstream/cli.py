@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +16,8 @@ from rich.table import Table
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.logs import configure_logging
+from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
 from slipstream.slo.cli import slo_app
 
@@ -47,12 +48,12 @@ def settings_or_exit(**overrides: object) -> Settings:
         fail(str(exc))
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_observability(settings: Settings) -> None:
+    configure_logging(settings)
+    try:
+        setup_tracing(settings)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def _runtime(settings: Settings, *, with_api: bool, with_worker: bool):  # type: ignore[no-untyped-def]
@@ -69,7 +70,7 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
 
     from slipstream.api.app import create_app
 
-    configure_logging(settings)
+    configure_observability(settings)
     runtime = _runtime(settings, with_api=True, with_worker=with_worker)
     base = f"http://{settings.host}:{settings.port}"
     lines = [
@@ -85,11 +86,12 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         lines.append("[bold yellow]Access     OPEN: no SLIPSTREAM_API_KEYS set[/]")
     console.print(Panel("\n".join(lines), title="slipstream", expand=False), highlight=False)
     config = uvicorn.Config(
-        create_app(runtime),
+        create_app(runtime, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
+        access_log=False,  # RequestContext logs one line per request instead
+        log_config=None,  # uvicorn's own lines go through our handler
         timeout_graceful_shutdown=int(settings.lease_seconds),
     )
     uvicorn.Server(config).run()
@@ -109,16 +111,21 @@ def api(host: Host = None, port: Port = None) -> None:
 
 @app.command()
 def worker(
-    metrics_port: Annotated[int, typer.Option(help="Port for /metrics; 0 turns it off")] = 9464,
+    metrics_port: Annotated[
+        int, typer.Option(help="Port for /metrics, /healthz and /readyz; 0 turns it off")
+    ] = 9464,
 ) -> None:
     """Only the worker: pull from the broker, write to the store. Stops cleanly on SIGTERM."""
-    from prometheus_client import start_http_server
+    from slipstream.worker_http import serve_worker_http
 
     settings = settings_or_exit()
-    configure_logging(settings)
+    configure_observability(settings)
     runtime = _runtime(settings, with_api=False, with_worker=True)
     if metrics_port:
-        start_http_server(metrics_port, addr=settings.host, registry=runtime.metrics.registry)
+        try:
+            serve_worker_http(runtime, settings.host, metrics_port)
+        except OSError as exc:
+            fail(f"cannot serve the worker's metrics on port {metrics_port}: {exc.strerror}")
 
     async def main() -> None:
         stopped = asyncio.Event()

@@ -19,6 +19,7 @@ from slipstream.datasets import Catalog, load_catalog
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EventCodec
 from slipstream.metrics import Metrics
+from slipstream.status_history import StatusHistory
 from slipstream.stores import Store, create_store
 from slipstream.worker import Worker
 
@@ -53,7 +54,10 @@ class Runtime:
             else None
         )
         self.backlog: dict[str, int] = dict.fromkeys(self.catalog.names, 0)
+        # The last ping of each backend: "ok" or why not (the worker's /readyz reads it).
+        self.backends: dict[str, str] = {"broker": "not checked yet", "store": "not checked yet"}
         self.read_cache = ReadCache(settings.read_cache_size)
+        self.status_history = StatusHistory(self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._worker_task: asyncio.Task[None] | None = None
 
@@ -65,6 +69,7 @@ class Runtime:
         await self._refresh_backlog()
         self._spawn(self._backlog_loop(), "backlog")
         self._spawn(self._health_loop(), "health")
+        self._spawn(self.status_history.run(), "status-history")
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self.worker.run(), name="worker")
             self._spawn(self._retention_loop(), "retention")
@@ -114,10 +119,11 @@ class Runtime:
             for component, ping in (("broker", self.broker.ping), ("store", self.store.ping)):
                 try:
                     await asyncio.wait_for(ping(), PING_TIMEOUT)
-                    up = 1
-                except Exception:  # any failure of the ping means down
-                    up = 0
-                self.metrics.backend_up.labels(component).set(up)
+                    self.backends[component] = "ok"
+                except Exception as exc:  # any failure of the ping means down
+                    self.backends[component] = f"unavailable: {exc or type(exc).__name__}"
+                up = self.backends[component] == "ok"
+                self.metrics.backend_up.labels(component).set(1 if up else 0)
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _retention_loop(self) -> None:
