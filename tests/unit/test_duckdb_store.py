@@ -226,3 +226,24 @@ def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
     assert store._config == {"threads": "1", "memory_limit": "256MB"}
     default = DuckDBStore.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}", settings)
     assert default._config["threads"] >= 1
+
+
+async def test_probe_events_stay_out_of_reads_across_a_reopen(url: str, flights: Dataset) -> None:
+    # Reads skip the probe test while a table has no probe events; one written, or found at
+    # open, turns it on for good.
+    store = open_store(url)
+    await store.open([flights])
+    await store.write(flights, rows_of(flights, event(1)), [])
+    assert [e["id"] for e in await store.list(flights, ListQuery(limit=10))] == ["ev-1"]
+    await store.write(flights, rows_of(flights, event(2, id="probe-1")), [])
+    assert [e["id"] for e in await store.list(flights, ListQuery(limit=10))] == ["ev-1"]
+    await store.close()
+
+    reopened = open_store(url)
+    await reopened.open([flights])
+    try:
+        assert [e["id"] for e in await reopened.list(flights, ListQuery(limit=10))] == ["ev-1"]
+        assert (await reopened.summary(flights)).rows == 1
+        assert await reopened.get(flights, "probe-1") is not None
+    finally:
+        await reopened.close()

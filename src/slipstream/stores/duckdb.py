@@ -24,7 +24,7 @@ import pyarrow as pa
 from slipstream.config import path_from_url
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, FieldType, schema_changes
 from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
-from slipstream.events import EventRows, Rejected
+from slipstream.events import PROBE_ID_PREFIX, EventRows, Rejected
 from slipstream.stores import (
     DatasetSummary,
     ListQuery,
@@ -65,6 +65,9 @@ class DuckDBStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._lookups: dict[str, Coalescer[str, dict[str, Any]]] = {}
+        # Datasets whose table may hold synthetic probe events. Reads of the others skip the
+        # test of every row's key; a flag only ever turns on (set before the rows commit).
+        self._probes: dict[str, bool] = {}
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> DuckDBStore:
@@ -147,6 +150,8 @@ class DuckDBStore:
         self._conn.execute(sql.create_fields_table())
         for dataset in datasets:
             self._migrate(self._conn, dataset)
+            found = self._conn.execute(sql.has_probe_query(dataset)).fetchone()
+            self._probes[dataset.name] = bool(found and found[0])
 
     def _migrate(self, conn: Connection, dataset: Dataset) -> None:
         found = conn.execute(
@@ -237,6 +242,10 @@ class DuckDBStore:
         table = sql.rows_table(dataset, rows) if rows.rows else None
         quarantine = sql.quarantine_rows(rejected) if rejected else None
         conn = self._connection()
+        if table is not None and not self._probes.get(dataset.name, True):
+            key = rows.columns.index(dataset.key)
+            if any(str(row[key]).startswith(PROBE_ID_PREFIX) for row in rows.rows):
+                self._probes[dataset.name] = True
         inserted = quarantined = 0
         conn.begin()
         try:
@@ -305,8 +314,11 @@ class DuckDBStore:
 
         return fetch
 
+    def _has_probes(self, dataset: Dataset) -> bool:
+        return self._probes.get(dataset.name, True)
+
     async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
-        statement, params, names = sql.stats_query(dataset, query)
+        statement, params, names = sql.stats_query(dataset, query, probes=self._has_probes(dataset))
 
         def run(cursor: Connection) -> list[dict[str, Any]]:
             rows = cursor.execute(statement, params).fetchall()
@@ -333,7 +345,7 @@ class DuckDBStore:
         return await self._read(run)
 
     async def summary(self, dataset: Dataset) -> DatasetSummary:
-        statement = sql.summary_query(dataset)
+        statement = sql.summary_query(dataset, probes=self._has_probes(dataset))
         row = await self._read(lambda cursor: cursor.execute(statement).fetchone())
         assert row is not None
         rows, quarantined, newest, stored = row
@@ -346,7 +358,7 @@ class DuckDBStore:
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
-        statement, params = sql.list_query(dataset, query)
+        statement, params = sql.list_query(dataset, query, probes=self._has_probes(dataset))
 
         def run(cursor: Connection) -> list[dict[str, Any]]:
             rows = cursor.execute(statement, params).fetchall()

@@ -248,9 +248,16 @@ def not_probe(dataset: Dataset) -> str:
     return f"NOT starts_with({quote(dataset.key)}, '{PROBE_ID_PREFIX}')"
 
 
-def list_query(dataset: Dataset, query: ListQuery) -> tuple[str, list[Any]]:
+def has_probe_query(dataset: Dataset) -> str:
+    return f"SELECT EXISTS (SELECT 1 FROM {quote(dataset.name)} WHERE NOT ({not_probe(dataset)}))"
+
+
+def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tuple[str, list[Any]]:
+    """`probes`: whether the table may hold probe events; without any, the test of every
+    row's key is left out (a third of a list's time on DuckDB, which must read every key)."""
     where, params = _time_range(dataset, query.since, query.until)
-    where.append(not_probe(dataset))
+    if probes:
+        where.append(not_probe(dataset))
     for name, value in query.filters.items():
         spec = _declared(dataset, name)
         if spec.type == "json":
@@ -274,12 +281,15 @@ def list_query(dataset: Dataset, query: ListQuery) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def stats_query(dataset: Dataset, query: StatsQuery) -> tuple[str, list[Any], list[str]]:
+def stats_query(
+    dataset: Dataset, query: StatsQuery, *, probes: bool = True
+) -> tuple[str, list[Any], list[str]]:
     """SQL, parameters and the output names of its columns."""
     if query.bucket not in _BUCKETS:
         raise ValueError(f"bucket must be one of {sorted(_BUCKETS)}")
     where, params = _time_range(dataset, query.since, query.until)
-    where.append(not_probe(dataset))
+    if probes:
+        where.append(not_probe(dataset))
     time = f"timezone('UTC', {quote(dataset.event_time)})"
     columns = [f"date_trunc('{query.bucket}', {time}) AS bucket"]
     names = ["bucket"]
@@ -337,9 +347,9 @@ def quarantine_query(
     return sql + " ORDER BY received_at, id LIMIT ?", params
 
 
-def summary_query(dataset: Dataset) -> str:
+def summary_query(dataset: Dataset, *, probes: bool = True) -> str:
     table, time = quote(dataset.name), quote(dataset.event_time)
-    rows = f"{table} WHERE {not_probe(dataset)}"
+    rows = f"{table} WHERE {not_probe(dataset)}" if probes else table
     return (
         f"SELECT (SELECT count(*) FROM {rows}), "
         f"(SELECT count(*) FROM {quarantine_table(dataset)}), "
