@@ -11,19 +11,17 @@ provider).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
-from tests.tools import ROOT, require_tool
+from tests.deploy.terraform import assert_validation, init_or_skip, parse, run_terraform, terraform
+from tests.tools import ROOT
 
 AWS = ROOT / "deploy" / "terraform" / "aws"
 MODULE = AWS / "modules" / "slipstream"
@@ -33,7 +31,6 @@ SLO_SPEC = ROOT / "observability" / "slo" / "slos.yaml"
 DOCS = ROOT / "docs" / "deploy-aws.md"
 CHECKOV_BASELINE = ROOT / "deploy" / "checks" / "checkov" / "terraform-aws.yaml"
 TF_FILES = sorted(AWS.rglob("*.tf"))
-HOW_TO_GET_TERRAFORM = "install Terraform 1.10+ (https://developer.hashicorp.com/terraform/install)"
 
 # Statements whose resource may be "*", each because AWS accepts nothing else there; every one is
 # explained in docs/deploy-aws.md (IAM).
@@ -49,29 +46,6 @@ BURN_RULES = {14.4: (3600, 300), 6: (21600, 1800), 3: (86400, 7200), 1: (259200,
 
 
 # --- helpers: HCL as python-hcl2 gives it, with its quoting and markers taken off -----------------
-
-
-def _unquote(text: str) -> str:
-    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            _unquote(k): _clean(v)
-            for k, v in value.items()
-            if k not in ("__is_block__", "__comments__")
-        }
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, str):
-        return _unquote(value)
-    return value
-
-
-def parse(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        return _clean(hcl2.load(handle))  # type: ignore[no-any-return]
 
 
 def blocks(folder: Path, kind: str) -> dict[str, dict[str, Any]]:
@@ -106,22 +80,6 @@ def statements(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             for dynamic in body.get("dynamic", []):
                 for content in one(dynamic.get("statement", {})).get("content", []):
                     yield key, content
-
-
-def terraform() -> str:
-    return require_tool("terraform", HOW_TO_GET_TERRAFORM)
-
-
-def run_terraform(binary: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [binary, *args, "-no-color"] if args[0] != "fmt" else [binary, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -690,16 +648,7 @@ def test_variable_validation(
     variables_root: tuple[str, Path], changes: dict[str, Any], refused: str | None
 ) -> None:
     binary, folder = variables_root
-    values = folder / f"case-{abs(hash(json.dumps(changes, sort_keys=True)))}.tfvars.json"
-    values.write_text(json.dumps({**GOOD, **changes}), encoding="utf-8")
-    done = run_terraform(
-        binary, ["plan", "-lock=false", "-refresh=false", f"-var-file={values.name}"], folder
-    )
-    if refused is None:
-        assert done.returncode == 0, done.stderr
-    else:
-        assert done.returncode != 0
-        assert f"var.{refused}" in done.stderr, done.stderr
+    assert_validation(binary, folder, {**GOOD, **changes}, refused)
 
 
 # --- validate (needs the provider) and the checkov baseline -----------------------------------------
@@ -716,16 +665,7 @@ def test_terraform_validate(tmp_path: Path) -> None:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, tmp_path / relative)
     root = tmp_path / "deploy/terraform/aws/examples/production"
-    done = run_terraform(binary, ["init", "-backend=false", "-input=false"], root)
-    if done.returncode != 0:
-        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        reason = next(
-            (line for line in lines if line.startswith("Error:")), lines[-1] if lines else ""
-        )
-        pytest.skip(
-            "terraform validate needs the hashicorp/aws provider, which could not be "
-            f"downloaded here ({reason})"
-        )
+    init_or_skip(binary, root, "hashicorp/aws")
     done = run_terraform(binary, ["validate"], root)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -11,20 +11,18 @@ The variables' validation blocks run the same way (variables.tf alone needs no p
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
-from tests.tools import ROOT, require_tool
+from tests.deploy.terraform import assert_validation, init_or_skip, parse, run_terraform, terraform
+from tests.tools import ROOT
 
 GCP = ROOT / "deploy" / "terraform" / "gcp"
 MODULE = GCP / "modules" / "slipstream"
@@ -35,7 +33,6 @@ SLO_SPEC = ROOT / "observability" / "slo" / "slos.yaml"
 FLIGHTS = ROOT / "src" / "slipstream" / "datasets" / "flights.yaml"
 CHECKOV_BASELINE = ROOT / "deploy" / "checks" / "checkov" / "terraform-gcp.yaml"
 TF_FILES = sorted(GCP.rglob("*.tf"))
-HOW_TO_GET_TERRAFORM = "install Terraform 1.6+ (https://developer.hashicorp.com/terraform/install)"
 PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 
 # A dataset using every field type, the key not named id, and a retention in hours.
@@ -72,30 +69,6 @@ def datasets_under_test() -> list[dict[str, Any]]:
 
 
 # --- helpers: HCL as python-hcl2 gives it, with its quoting and markers taken off -----------------
-
-
-def _unquote(text: str) -> str:
-    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            _unquote(k): _clean(v)
-            for k, v in value.items()
-            if k not in ("__is_block__", "__comments__")
-        }
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, str):
-        return _unquote(value)
-    return value
-
-
-def parse(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        parsed: dict[str, Any] = _clean(hcl2.load(handle))
-    return parsed
 
 
 def parse_dir(folder: Path) -> dict[str, list[Any]]:
@@ -139,19 +112,6 @@ def all_blocks(value: Any, name: str) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def module() -> dict[str, list[Any]]:
     return parse_dir(MODULE)
-
-
-def terraform() -> str:
-    return require_tool("terraform", HOW_TO_GET_TERRAFORM)
-
-
-def run_terraform(binary: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
-    if args[0] in ("init", "plan", "apply", "validate"):
-        args = [args[0], "-no-color", *args[1:]]
-    return subprocess.run(
-        [binary, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def evaluate(binary: str, folder: Path, module_dir: Path, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -620,16 +580,7 @@ def test_variable_validation(
     variables_root: tuple[str, Path], changes: dict[str, Any], refused: str | None
 ) -> None:
     binary, folder = variables_root
-    values = folder / f"case-{abs(hash(json.dumps(changes, sort_keys=True)))}.tfvars.json"
-    values.write_text(json.dumps({**GOOD, **changes}), encoding="utf-8")
-    done = run_terraform(
-        binary, ["plan", "-lock=false", "-refresh=false", f"-var-file={values.name}"], folder
-    )
-    if refused is None:
-        assert done.returncode == 0, done.stderr
-    else:
-        assert done.returncode != 0
-        assert f"var.{refused}" in done.stderr, done.stderr
+    assert_validation(binary, folder, {**GOOD, **changes}, refused)
 
 
 # --- validate (needs the provider) and the checkov baseline -----------------------------------------
@@ -640,13 +591,7 @@ def test_terraform_validate(tmp_path: Path) -> None:
     copy = tmp_path / "gcp"
     shutil.copytree(GCP, copy, ignore=shutil.ignore_patterns(".terraform*"))
     root = copy / "examples" / "production"
-    done = run_terraform(binary, ["init", "-backend=false"], root)
-    if done.returncode != 0:
-        errors = [line.strip("│ ") for line in done.stderr.splitlines() if "Error:" in line]
-        pytest.skip(
-            "terraform validate needs the hashicorp/google provider, which `terraform init` "
-            f"could not download here ({errors[0] if errors else done.stderr.strip()[-200:]})"
-        )
+    init_or_skip(binary, root, "hashicorp/google")
     done = run_terraform(binary, ["validate"], root)
     assert done.returncode == 0, done.stdout + done.stderr
 
