@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+import orjson
 
 T = TypeVar("T")
 
@@ -58,3 +61,8 @@ def flight_event(n: int, prefix: str = "ev", **overrides: object) -> dict[str, o
     }
     event.update(overrides)
     return event
+
+
+def log_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    """The JSON log lines written to `stream` (the `captured` fixture)."""
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]

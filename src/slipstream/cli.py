@@ -86,7 +86,7 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         lines.append("[bold yellow]Access     OPEN: no SLIPSTREAM_API_KEYS set[/]")
     console.print(Panel("\n".join(lines), title="slipstream", expand=False), highlight=False)
     config = uvicorn.Config(
-        create_app(runtime, freeze_heap=True),
+        create_app(runtime, server_process=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

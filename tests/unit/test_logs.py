@@ -33,7 +33,7 @@ from slipstream.api.tracing import (
 from slipstream.config import Settings
 from slipstream.otel import parse_traceparent
 from slipstream.runtime import Runtime
-from tests.helpers import flight_event
+from tests.helpers import flight_event, log_lines
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -46,25 +46,6 @@ def record(message: str = "hello %s", *args: object, **extra: object) -> logging
     )
     made.__dict__.update(extra)
     return made
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    """JSON lines of the `slipstream` loggers, formatted as they are emitted (in context)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.JsonFormatter())
-    logger = logging.getLogger("slipstream")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-def lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_json_line_has_the_standard_fields_and_the_extra_ones() -> None:
@@ -197,12 +178,12 @@ async def test_concurrent_requests_each_see_their_own_id(captured: io.StringIO) 
     assert [a.text for a in answers] == ["req-one req-one", "req-two req-two"]
     assert [a.headers["x-request-id"] for a in answers] == ["req-one", "req-two"]
     inside = sorted(
-        str(line["request_id"]) for line in lines(captured) if line["message"] == "inside"
+        str(line["request_id"]) for line in log_lines(captured) if line["message"] == "inside"
     )
     assert inside == ["req-one", "req-two"]
     requests = {
         line["request_id"]: line
-        for line in lines(captured)
+        for line in log_lines(captured)
         if line["logger"] == "slipstream.access"
     }
     assert set(requests) == {"req-one", "req-two"}
@@ -236,7 +217,7 @@ async def test_an_unhandled_error_is_logged_with_the_request_id(captured: io.Str
         answer = await client.get("/boom", headers={"X-Request-ID": "req-boom"})
 
     assert answer.status_code == 500
-    by_logger = {line["logger"]: line for line in lines(captured)}
+    by_logger = {line["logger"]: line for line in log_lines(captured)}
     assert by_logger["slipstream.access"]["status"] == 500
     assert by_logger["slipstream.api"]["request_id"] == "req-boom"
     assert "RuntimeError: boom" in str(by_logger["slipstream.api"]["exception"])
@@ -282,7 +263,7 @@ def test_ingested_messages_carry_the_request_id_and_traceparent(
     assert [d.attributes for d in deliveries] == [
         {"dataset": "flights", "request_id": "req-ingest", "traceparent": TRACEPARENT}
     ] * 2
-    (line,) = [line for line in lines(captured) if line["logger"] == "slipstream.access"]
+    (line,) = [line for line in log_lines(captured) if line["logger"] == "slipstream.access"]
     assert (line["request_id"], line["trace_id"], line["status"]) == ("req-ingest", TRACE, 202)
 
 

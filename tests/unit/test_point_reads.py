@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slipstream.api.point_reads import PointReads
-from tests.helpers import flight_event, wait_until
+from slipstream.api.tracing import valid_request_id
+from tests.helpers import flight_event, log_lines, wait_until
 from tests.unit.test_api import KEYS, make_client
+from tests.unit.test_logs import TRACE, TRACEPARENT
 
 URL = "/v1/datasets/flights/events/"
 
@@ -109,3 +112,70 @@ def test_reads_are_counted_by_route_template_and_dataset(secured: TestClient) ->
     secured.get(URL + "no-such-event", headers=headers)
     assert (count(200), count(404)) == (found + 3, missing + 1)
     assert "no-such-event" not in secured.get("/metrics").text  # never a raw path as a label
+
+
+def test_the_short_path_answers_with_a_request_id_and_one_access_line(
+    secured: TestClient, captured: io.StringIO
+) -> None:
+    event_id = flight_event(7)["id"]
+    headers = {"X-API-Key": "reader-key-1"}
+    assert served_by_short_path(secured, URL + event_id, headers)
+    captured.truncate(0)
+    captured.seek(0)
+
+    kept = secured.get(URL + event_id, headers={**headers, "X-Request-ID": "req-read-1"})
+    replaced = secured.get(URL + event_id, headers={**headers, "X-Request-ID": "two words"})
+    missing = secured.get(URL + "no-such-event", headers={**headers, "X-Request-ID": "req-404"})
+
+    assert kept.headers["x-request-id"] == "req-read-1"
+    assert valid_request_id(replaced.headers["x-request-id"])
+    assert replaced.headers["x-request-id"] != "two words"
+    assert (missing.status_code, missing.headers["x-request-id"]) == (404, "req-404")
+    access = [line for line in log_lines(captured) if line["logger"] == "slipstream.access"]
+    assert [(a["request_id"], a["status"]) for a in access] == [
+        ("req-read-1", 200),
+        (replaced.headers["x-request-id"], 200),
+        ("req-404", 404),
+    ]
+    assert {(a["method"], a["route"], a["dataset"]) for a in access} == {
+        ("GET", "/v1/datasets/{ds}/events/{event_id}", "flights")
+    }
+    assert all(event_id not in str(a["message"]) for a in access)  # the template, not the path
+
+
+def test_a_trace_to_continue_goes_through_the_framework(
+    secured: TestClient, captured: io.StringIO
+) -> None:
+    event_id = flight_event(7)["id"]
+    headers = {"X-API-Key": "reader-key-1", "traceparent": TRACEPARENT}
+    assert not served_by_short_path(secured, URL + event_id, headers)
+    answer = secured.get(URL + event_id, headers={**headers, "X-Request-ID": "req-traced"})
+    assert answer.status_code == 200
+    assert answer.json()["id"] == event_id
+    (line,) = [
+        line
+        for line in log_lines(captured)
+        if line["logger"] == "slipstream.access" and line["request_id"] == "req-traced"
+    ]
+    assert line["trace_id"] == TRACE
+
+
+def test_an_unexpected_failure_is_a_json_500_logged_with_the_request_id(
+    secured: TestClient, captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = secured.app.state.runtime  # type: ignore[attr-defined]
+
+    async def broken(dataset: object, event_id: str) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runtime.store, "get", broken)
+    answer = secured.get(
+        URL + "never-cached", headers={"X-API-Key": "reader-key-1", "X-Request-ID": "req-500"}
+    )
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "internal"
+    assert answer.headers["x-request-id"] == "req-500"
+    by_logger = {line["logger"]: line for line in log_lines(captured)}
+    assert by_logger["slipstream.api"]["request_id"] == "req-500"
+    assert "RuntimeError: disk on fire" in str(by_logger["slipstream.api"]["exception"])
+    assert by_logger["slipstream.access"]["status"] == 500

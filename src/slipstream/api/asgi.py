@@ -17,4 +17,4 @@ from slipstream.runtime import Runtime
 
 def app() -> FastAPI:
     with_worker = os.environ.get("SLIPSTREAM_WORKER_IN_API", "1") != "0"
-    return create_app(Runtime(load_settings(), with_worker=with_worker), freeze_heap=True)
+    return create_app(Runtime(load_settings(), with_worker=with_worker), server_process=True)

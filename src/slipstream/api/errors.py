@@ -96,11 +96,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(400, "bad_request", f"invalid request: {summary}", problems)
 
 
+INTERNAL_MESSAGE = "an internal error occurred; the server log has the details"
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(
-        500, "internal", "an internal error occurred; the server log has the details", None
-    )
+    return error_response(500, "internal", INTERNAL_MESSAGE, None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

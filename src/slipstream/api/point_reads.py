@@ -1,30 +1,42 @@
-"""GET /v1/datasets/{ds}/events/{id} on a short path past the framework.
+"""GET /v1/datasets/{ds}/events/{id} answered before the framework's stack.
 
 Reads by id are the API's hottest call, and on a busy server the event loop is what saturates
-first: routing, dependency resolution and request/response objects cost more main-thread time
-than the lookup itself, which the store coalesces across concurrent requests. This middleware
-answers the plain case — a declared dataset, an authorised key, no query string — straight from
-the ASGI scope, with the same lookup, cache and error bodies as the route in api/query.py. Any
-other request (a missing or wrong key, a query string, an unknown dataset) goes on to the
-framework, which owns the error answers; the route stays in the OpenAPI document.
+first: the middleware layers (each wrapping `send`), routing, dependency resolution and
+request/response objects cost more main-thread time than the lookup itself, which the store
+coalesces across concurrent requests. The app (api/app.py) hands every request here first; the
+plain case — a declared dataset, an authorised key, no query string, no trace context to continue
+— is answered straight from the ASGI scope with the same lookup, cache, error bodies, request id,
+metrics and access log line as the route in api/query.py and the middlewares in api/app.py and
+api/tracing.py. Any other request goes on to the framework, which owns the other answers; the
+route stays in the OpenAPI document.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import logging
+import time
 
+from prometheus_client import Counter, Histogram
+from starlette.types import Scope, Send
+
+from slipstream import logs, otel
 from slipstream.api.auth import scopes_for
-from slipstream.api.errors import ApiError, error_body
+from slipstream.api.errors import INTERNAL_MESSAGE, ApiError, error_body
 from slipstream.api.query import encoded_event
+from slipstream.api.tracing import REQUEST_ID, log_request, new_request_id, valid_request_id
+from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
 
 PREFIX = "/v1/datasets/"
 TEMPLATE = "/v1/datasets/{ds}/events/{event_id}"
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON = (b"content-type", b"application/json")
+REQUEST_ID_HEADER = REQUEST_ID.encode()
+access_log = logging.getLogger("slipstream.access")
+errors_log = logging.getLogger("slipstream.api")
 
 
 class _Route:
-    """What RequestMetrics reads from scope["route"]: the template, never the raw path."""
+    """What the access log and metrics read from scope["route"]: the template, never the path."""
 
     path = TEMPLATE
 
@@ -33,40 +45,53 @@ ROUTE = _Route()
 
 
 class PointReads:
-    def __init__(self, app: ASGIApp, runtime: Runtime, api_keys: dict[str, frozenset[str]]) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime, api_keys: dict[str, frozenset[str]]) -> None:
         self.runtime = runtime
         self.api_keys = api_keys
+        self.datasets = frozenset(runtime.catalog.names)
+        self._counters = _LabelCache(runtime.metrics)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, scope: Scope, send: Send) -> bool:
+        """Answer the request when it is a plain read by id; False leaves it to the framework."""
         target = self._target(scope)
         if target is None:
-            await self.app(scope, receive, send)
-            return
-        dataset_name, event_id = target
+            return False
+        started = time.perf_counter()
+        dataset_name, event_id, request_id = target
         dataset = self.runtime.catalog.get(dataset_name)
         assert dataset is not None  # _target only matches declared datasets
         scope["route"] = ROUTE
         scope["path_params"] = {"ds": dataset_name, "event_id": event_id}
+        headers = [JSON, (REQUEST_ID_HEADER, request_id.encode())]
         try:
             body = await encoded_event(self.runtime, dataset, event_id)
-            status, headers = 200, JSON_HEADERS
+            status = 200
         except ApiError as exc:
             body = error_body(exc.status, exc.code, exc.message, exc.details)
             status = exc.status
-            headers = JSON_HEADERS + [
-                (k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()
-            ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
+            headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+        except Exception:  # as the app's handler for the unexpected answers it
+            token = logs.request_id.set(request_id)
+            try:
+                errors_log.exception("unhandled error on GET %s", scope["path"])
+            finally:
+                logs.request_id.reset(token)
+            body = error_body(500, "internal", INTERNAL_MESSAGE)
+            status = 500
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        self._counters.observe(dataset_name, status, time.perf_counter() - started)
+        if access_log.isEnabledFor(logging.INFO):
+            token = logs.request_id.set(request_id)
+            try:
+                log_request(scope, "GET", TEMPLATE, status, started)
+            finally:
+                logs.request_id.reset(token)
+        return True
 
-    def _target(self, scope: Scope) -> tuple[str, str] | None:
+    def _target(self, scope: Scope) -> tuple[str, str, str] | None:
+        """(dataset, event id, request id) of a plain authorised read by id, else None."""
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
             return None
         path: str = scope["path"]
@@ -75,26 +100,54 @@ class PointReads:
         parts = path[len(PREFIX) :].split("/")
         if len(parts) != 3 or parts[1] != "events" or not parts[2]:
             return None
-        if parts[0] not in self.runtime.catalog.names or not self._authorised(scope):
+        if parts[0] not in self.datasets or otel.enabled():
             return None
-        return parts[0], parts[2]
-
-    def _authorised(self, scope: Scope) -> bool:
-        if not self.api_keys:
-            return True
-        # The same precedence as auth.presented_key: X-API-Key, then a Bearer token.
+        # One pass over the headers; the key precedence is auth.presented_key's: X-API-Key,
+        # then a Bearer token.
         key: str | None = None
         bearer: str | None = None
+        request_id: str | None = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
-                key = value.decode("latin-1")
-                break
-            if name == b"authorization" and bearer is None:
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and token.strip():
-                    bearer = token.strip()
-        key = key if key is not None else bearer
-        if key is None:
-            return False
-        scopes = scopes_for(key, self.api_keys)
-        return scopes is not None and "read" in scopes
+                key = key if key is not None else value.decode("latin-1")
+            elif name == b"authorization":
+                if bearer is None:
+                    scheme, _, token = value.decode("latin-1").partition(" ")
+                    if scheme.lower() == "bearer" and token.strip():
+                        bearer = token.strip()
+            elif name == REQUEST_ID_HEADER:
+                request_id = request_id or valid_request_id(value.decode("latin-1"))
+            elif name == b"traceparent":
+                return None  # a trace to continue: the framework's stack carries it
+        if self.api_keys:
+            key = key if key is not None else bearer
+            if key is None:
+                return None
+            scopes = scopes_for(key, self.api_keys)
+            if scopes is None or "read" not in scopes:
+                return None
+        return parts[0], parts[2], request_id or new_request_id()
+
+
+class _LabelCache:
+    """The request counter and latency histogram children of point reads, looked up once:
+    prometheus-client's `labels()` costs more than the increment it leads to."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._counters: dict[tuple[str, int], Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
+
+    def observe(self, dataset: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((dataset, status))
+        if counter is None:
+            counter = self._counters[(dataset, status)] = self.metrics.http_requests.labels(
+                TEMPLATE, "GET", str(status), dataset
+            )
+        histogram = self._histograms.get(dataset)
+        if histogram is None:
+            histogram = self._histograms[dataset] = self.metrics.http_latency.labels(
+                TEMPLATE, "GET", dataset
+            )
+        counter.inc()
+        histogram.observe(seconds)
