@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
@@ -34,7 +34,7 @@ from slipstream.stores import (
     WriteResult,
 )
 from slipstream.stores import duckdb_sql as sql
-from slipstream.stores.coalesce import Coalescer
+from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -64,7 +64,10 @@ class DuckDBStore:
         self._cursors: list[Connection] = []
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._lookups: dict[str, Coalescer[str, dict[str, Any]]] = {}
+        # Reads by id: merged into one query per dataset on a thread with a cursor of its own.
+        self._lookups: ThreadCoalescer[str, str, dict[str, Any]] | None = None
+        self._lookup_cursor: Connection | None = None
+        self._point_queries: dict[str, tuple[Dataset, str, int]] = {}
         # Datasets whose table may hold synthetic probe events. Reads of the others skip the
         # test of every row's key; a flag only ever turns on (set before the rows commit).
         self._probes: dict[str, bool] = {}
@@ -127,6 +130,8 @@ class DuckDBStore:
 
     async def open(self, datasets: Sequence[Dataset]) -> None:
         await self._on_writer(self._open, list(datasets))
+        if self._lookups is None:
+            self._lookups = ThreadCoalescer(self._lookup, name="duckdb-lookups")
 
     def _open(self, datasets: list[Dataset]) -> None:
         if self._conn is None:
@@ -144,8 +149,9 @@ class DuckDBStore:
                 ) from exc
             # Cursors are made here, on the writer thread, rather than lazily by each reader
             # while the writer may be using the connection.
-            self._cursors = [conn.cursor() for _ in range(self._readers)]
-            self._spare = list(self._cursors)
+            self._cursors = [conn.cursor() for _ in range(self._readers + 1)]
+            self._lookup_cursor = self._cursors[-1]
+            self._spare = self._cursors[:-1]
             self._conn = conn
         self._conn.execute(sql.create_fields_table())
         for dataset in datasets:
@@ -206,12 +212,15 @@ class DuckDBStore:
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
+        if self._lookups is not None:
+            self._lookups.close()
+            self._lookups = None
         self._reader_pool.shutdown(wait=True)
         self._writer_pool.shutdown(wait=True)
         for cursor in self._cursors:
             with suppress(duckdb.Error):
                 cursor.close()
-        self._cursors, self._spare = [], []
+        self._cursors, self._spare, self._lookup_cursor = [], [], None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -294,25 +303,30 @@ class DuckDBStore:
     # --- reads --------------------------------------------------------------------------------
 
     async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None:
-        lookups = self._lookups.get(dataset.name)
-        if lookups is None:
-            lookups = self._lookups[dataset.name] = Coalescer(self._fetcher(dataset))
-        return await lookups.get(event_id)
+        if self._lookups is None:
+            raise BackendUnavailable("the DuckDB store is not open")
+        if dataset.name not in self._point_queries:
+            statement = f"{sql.event_select(dataset)} WHERE {sql.quote(dataset.key)} = ANY(?)"
+            key = dataset.field_names.index(dataset.key)
+            self._point_queries[dataset.name] = (dataset, statement, key)
+        try:
+            return await self._lookups.get(dataset.name, event_id)
+        except LookupsClosed:
+            raise BackendUnavailable("the DuckDB store is closed") from None
 
-    def _fetcher(
-        self, dataset: Dataset
-    ) -> Callable[[list[str]], Awaitable[dict[str, dict[str, Any]]]]:
-        statement = f"{sql.event_select(dataset)} WHERE {sql.quote(dataset.key)} = ANY(?)"
-        key = dataset.field_names.index(dataset.key)
-
-        async def fetch(ids: list[str]) -> dict[str, dict[str, Any]]:
-            def run(cursor: Connection) -> dict[str, dict[str, Any]]:
-                rows = cursor.execute(statement, [ids]).fetchall()
-                return {row[key]: sql.event_dict(dataset, row) for row in rows}
-
-            return await self._read(run)
-
-        return fetch
+    def _lookup(self, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """On the lookup thread: the events of `ids` in one query."""
+        dataset, statement, key = self._point_queries[name]
+        cursor = self._lookup_cursor
+        if cursor is None:
+            raise BackendUnavailable("the DuckDB store is closed")
+        try:
+            rows = cursor.execute(statement, [ids]).fetchall()
+        except duckdb.Error as exc:
+            if sql.is_unavailable(exc):
+                raise BackendUnavailable(f"DuckDB {self.path}: {exc}") from exc
+            raise
+        return {row[key]: sql.event_dict(dataset, row) for row in rows}
 
     def _has_probes(self, dataset: Dataset) -> bool:
         return self._probes.get(dataset.name, True)
