@@ -10,7 +10,6 @@ a fixed time and records each request's latency.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from slipstream.bench.keepalive import ConnectionLost, KeepAliveClient
 from slipstream.bench.stats import percentile
 
 if TYPE_CHECKING:
@@ -209,60 +209,59 @@ def run_reads(job: ReadJob) -> ReadResult:
 
 
 async def _reads(job: ReadJob, ids: list[str]) -> ReadResult:
-    import aiohttp
-
     rng = random.Random(job.seed)
     result = ReadResult()
     seen: set[str] = set()
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    connector = aiohttp.TCPConnector(limit=job.connections)
+    clients = [KeepAliveClient(job.url, REQUEST_TIMEOUT) for _ in range(job.connections)]
 
-    def next_url() -> str:
+    def next_path() -> str:
         path = rng.choice(job.paths)
-        return job.url + (path.replace("{id}", rng.choice(ids)) if "{id}" in path else path)
+        return path.replace("{id}", rng.choice(ids)) if "{id}" in path else path
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async def fetch(client: KeepAliveClient, path: str) -> tuple[bool, str]:
+        try:
+            status = await client.get(path)
+        except (OSError, ConnectionLost, TimeoutError) as exc:
+            client.close()
+            await asyncio.sleep(0.01)  # a server gone away must not make this spin
+            return False, f"{type(exc).__name__}: {exc}"
+        return status == 200, f"HTTP {status}"
 
-        async def client(until: float, record: bool) -> None:
-            while time.perf_counter() < until:
-                url = next_url()
-                started = time.perf_counter()
-                try:
-                    async with session.get(url) as response:
-                        await response.read()
-                        ok = response.status == 200
-                        problem = f"HTTP {response.status}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    ok, problem = False, f"{type(exc).__name__}: {exc}"
-                    await asyncio.sleep(0.01)  # a server gone away must not make this spin
-                if not record:
-                    continue
-                seen.add(url)
-                if ok:
-                    result.latencies.append(time.perf_counter() - started)
-                else:
-                    result.errors += 1
-                    result.first_error = result.first_error or problem
+    async def run(client: KeepAliveClient, until: float, record: bool) -> None:
+        while time.perf_counter() < until:
+            path = next_path()
+            started = time.perf_counter()
+            ok, problem = await fetch(client, path)
+            if not record:
+                continue
+            seen.add(path)
+            if ok:
+                result.latencies.append(time.perf_counter() - started)
+            else:
+                result.errors += 1
+                result.first_error = result.first_error or problem
 
-        async def phase(seconds: float, record: bool) -> float:
-            start = time.perf_counter()
-            await asyncio.gather(*(client(start + seconds, record) for _ in range(job.connections)))
-            return time.perf_counter() - start  # requests in flight at the end are counted
+    async def phase(seconds: float, record: bool) -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(run(client, start + seconds, record) for client in clients))
+        return time.perf_counter() - start  # requests in flight at the end are counted
 
+    try:
         if job.id_pool is not None:  # a hot set: ask for each id once, so a cache can hold all
             primer = iter(ids)
 
-            async def prime() -> None:
+            async def prime(client: KeepAliveClient) -> None:
                 for event_id in primer:
                     for path in (p for p in job.paths if "{id}" in p):
-                        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                            async with session.get(job.url + path.replace("{id}", event_id)) as r:
-                                await r.read()
+                        await fetch(client, path.replace("{id}", event_id))
 
-            await asyncio.gather(*(prime() for _ in range(job.connections)))
+            await asyncio.gather(*(prime(client) for client in clients))
         if job.warmup > 0:
             await phase(job.warmup, record=False)
         result.seconds = await phase(job.seconds, record=True)
+    finally:
+        for client in clients:
+            client.close()
     result.requests = len(result.latencies) + result.errors
     result.distinct = len(seen)
     result.p50 = percentile(result.latencies, 0.50)
