@@ -79,15 +79,17 @@ class PointReads:
             body = error_body(500, "internal", INTERNAL_MESSAGE)
             status = 500
         headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        self._counters.observe(dataset_name, status, time.perf_counter() - started)
-        if access_log.isEnabledFor(logging.INFO):
-            token = logs.request_id.set(request_id)
-            try:
-                log_request(scope, "GET", TEMPLATE, status, started)
-            finally:
-                logs.request_id.reset(token)
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:  # counted and logged even when the client has gone
+            self._counters.observe(dataset_name, status, time.perf_counter() - started)
+            if access_log.isEnabledFor(logging.INFO):
+                token = logs.request_id.set(request_id)
+                try:
+                    log_request(scope, "GET", TEMPLATE, status, started)
+                finally:
+                    logs.request_id.reset(token)
         return True
 
     def _target(self, scope: Scope) -> tuple[str, str, str] | None:
