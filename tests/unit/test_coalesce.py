@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -85,6 +87,14 @@ class BlockingFetch:
         return {k: f"{group}:{k}" for k in keys if k != "missing"}
 
 
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Let the loop run until `check` holds; fail after 10 s."""
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0)
+
+
 async def wait_for_thread(event: threading.Event) -> None:
     assert await asyncio.to_thread(event.wait, 10), "the lookup thread never called fetch"
 
@@ -105,7 +115,7 @@ async def test_thread_lookups_queued_during_a_query_make_the_next_one() -> None:
                 ("flights", "missing"),
             ]
         ]
-        await asyncio.sleep(0)  # one turn of the loop: every task queues its lookup
+        await until(lambda: lookups.queued == 4, "the four lookups to be queued")
         fetch.release.set()
         assert await asyncio.gather(first, *later) == [
             "flights:a",

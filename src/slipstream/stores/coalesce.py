@@ -108,6 +108,11 @@ class ThreadCoalescer(Generic[G, K, V]):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def queued(self) -> int:
+        """Lookups waiting for the thread to take them (approximate, as the queue's size is)."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         """Stop the thread once the lookups queued before this call are answered."""
         with self._lock:
