@@ -21,6 +21,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self._request_series: dict[tuple[str, str, int, str], tuple[Counter, Histogram]] = {}
         self.http_requests = Counter(
             "slipstream_http_requests",
             "HTTP requests answered.",
@@ -126,6 +127,22 @@ class Metrics:
             ["component"],
             registry=r,
         )
+
+    def observe_request(
+        self, route: str, method: str, status: int, dataset: str, seconds: float
+    ) -> None:
+        """Count and time one HTTP request. The series' children are looked up once per label
+        set (bounded, see the module doc): `labels()` costs more than the increment it leads to,
+        and this runs for every request."""
+        key = (route, method, status, dataset)
+        children = self._request_series.get(key)
+        if children is None:
+            children = self._request_series[key] = (
+                self.http_requests.labels(route, method, str(status), dataset),
+                self.http_latency.labels(route, method, dataset),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def start_dataset(self, dataset: str) -> None:
         """Create each dataset's series at zero, so rates and alerts work from the first scrape."""

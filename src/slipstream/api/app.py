@@ -63,9 +63,8 @@ class RequestMetrics:
             method = scope["method"]
             named = scope.get("path_params", {}).get("ds")
             dataset = "" if named is None else named if named in self.datasets else "unknown"
-            self.metrics.http_requests.labels(template, method, str(status), dataset).inc()
-            self.metrics.http_latency.labels(template, method, dataset).observe(
-                time.perf_counter() - started
+            self.metrics.observe_request(
+                template, method, status, dataset, time.perf_counter() - started
             )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import Counter, Histogram
 from starlette.types import Scope, Send
 
 from slipstream import logs, otel
@@ -24,7 +23,6 @@ from slipstream.api.auth import scopes_for
 from slipstream.api.errors import INTERNAL_MESSAGE, ApiError, error_body
 from slipstream.api.query import encoded_event
 from slipstream.api.tracing import REQUEST_ID, log_request, new_request_id, valid_request_id
-from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
 
 PREFIX = "/v1/datasets/"
@@ -49,7 +47,6 @@ class PointReads:
         self.runtime = runtime
         self.api_keys = api_keys
         self.datasets = frozenset(runtime.catalog.names)
-        self._counters = _LabelCache(runtime.metrics)
 
     async def answer(self, scope: Scope, send: Send) -> bool:
         """Answer the request when it is a plain read by id; False leaves it to the framework."""
@@ -83,7 +80,9 @@ class PointReads:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:  # counted and logged even when the client has gone
-            self._counters.observe(dataset_name, status, time.perf_counter() - started)
+            self.runtime.metrics.observe_request(
+                TEMPLATE, "GET", status, dataset_name, time.perf_counter() - started
+            )
             if access_log.isEnabledFor(logging.INFO):
                 token = logs.request_id.set(request_id)
                 try:
@@ -129,27 +128,3 @@ class PointReads:
             if scopes is None or "read" not in scopes:
                 return None
         return parts[0], parts[2], request_id or new_request_id()
-
-
-class _LabelCache:
-    """The request counter and latency histogram children of point reads, looked up once:
-    prometheus-client's `labels()` costs more than the increment it leads to."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._counters: dict[tuple[str, int], Counter] = {}
-        self._histograms: dict[str, Histogram] = {}
-
-    def observe(self, dataset: str, status: int, seconds: float) -> None:
-        counter = self._counters.get((dataset, status))
-        if counter is None:
-            counter = self._counters[(dataset, status)] = self.metrics.http_requests.labels(
-                TEMPLATE, "GET", str(status), dataset
-            )
-        histogram = self._histograms.get(dataset)
-        if histogram is None:
-            histogram = self._histograms[dataset] = self.metrics.http_latency.labels(
-                TEMPLATE, "GET", dataset
-            )
-        counter.inc()
-        histogram.observe(seconds)
