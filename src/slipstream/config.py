@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="Service account (the token's email) Pub/Sub push must authenticate as; "
         "required with SLIPSTREAM_PUBSUB_PUSH_AUDIENCE.",
     )
+    pubsub_push_open: bool = Field(
+        False,
+        description="Accept /push/pubsub without an OIDC token while API keys are set; "
+        "without this (and without an audience) that endpoint refuses pushes when keys are set.",
+    )
     sns_topic_arns: str = Field(
         "",
         description="SNS topic ARNs, comma-separated, that /push/sns accepts; empty: none.",
@@ -155,6 +160,16 @@ class Settings(BaseSettings):
                 "OIDC tokens on /push/pubsub, or neither to leave it open"
             )
         return account
+
+    @field_validator("pubsub_push_open")
+    @classmethod
+    def _open_or_verified(cls, push_open: bool, info: ValidationInfo) -> bool:
+        if push_open and info.data.get("pubsub_push_audience"):
+            raise ValueError(
+                "is true but SLIPSTREAM_PUBSUB_PUSH_AUDIENCE is set, which requires OIDC tokens "
+                "on /push/pubsub; unset one of the two"
+            )
+        return push_open
 
     @field_validator("sns_topic_arns")
     @classmethod
