@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.responses import Response
 
+from slipstream.api.cursors import cursors_of
 from slipstream.api.deps import AdminDataset, ReadDataset, runtime_of
-from slipstream.api.encoding import (
-    BadCursor,
-    decode_cursor,
-    dumps,
-    encode_cursor,
-    json_response,
-    negotiated,
-)
+from slipstream.api.encoding import dumps, json_response, negotiated
 from slipstream.api.errors import ApiError, unavailable
+from slipstream.api.params import text_problem
 from slipstream.api.query import Limit
 from slipstream.brokers import Outgoing
-from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import InvalidEvent
 from slipstream.stores import QuarantineQuery
@@ -30,23 +24,36 @@ from slipstream.stores import QuarantineQuery
 router = APIRouter(tags=["quarantine and dead letters"])
 REPLAY_LIMIT = 10_000
 JSON = "application/json"
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"id {value!r} {problem}")
+    return value
 
 
 class ReplayRequest(BaseModel):
-    ids: list[str] | None = Field(
+    ids: list[Annotated[str, AfterValidator(_storable)]] | None = Field(
         None,
         max_length=REPLAY_LIMIT,
         description=f"Ids to replay; omit to replay all (at most {REPLAY_LIMIT} per call).",
     )
 
 
-def _position(cursor: str | None, kind: str, dataset: Dataset, size: int) -> list[Any] | None:
-    if not cursor:
-        return None
-    try:
-        return decode_cursor(cursor, f"{kind}:{dataset.name}", size)
-    except BadCursor as exc:
-        raise ApiError(400, f"invalid cursor: {exc}") from None
+class QuarantineReplayed(BaseModel):
+    replayed: int = Field(description="Events valid now and published again.")
+    released: int = Field(
+        description="Of those, the ones this call removed from the quarantine (fewer than "
+        "`replayed` when a replay running alongside released some first)."
+    )
+    still_invalid: list[dict[str, str]] = Field(
+        description="`{id, error}` of each event still invalid; they stay in the quarantine."
+    )
+    not_found: list[str] = Field(
+        description="Ids asked for that are not in the quarantine (unknown, or released already)."
+    )
 
 
 @router.get(
@@ -57,15 +64,13 @@ async def quarantine(
     request: Request,
     dataset: ReadDataset,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Cursor = None,
 ) -> Response:
-    position = _position(cursor, "quarantine", dataset, 2)
+    cursors, query_id = cursors_of(request), f"quarantine:{dataset.name}"
     after = None
-    if position is not None:
-        try:
-            after = (datetime.fromisoformat(str(position[0])), str(position[1]))
-        except ValueError:
-            raise ApiError(400, "invalid cursor: start again without it") from None
+    if cursor:
+        stamp, last_id = cursors.decode(cursor, query_id, (datetime, str))
+        after = (stamp, last_id)
     try:
         rows = await runtime_of(request).store.quarantined(
             dataset, QuarantineQuery(limit=limit, after=after)
@@ -77,10 +82,7 @@ async def quarantine(
     ]
     next_cursor = None
     if len(rows) == limit:
-        last = rows[-1]
-        next_cursor = encode_cursor(
-            [last.received_at.isoformat(), last.id], f"quarantine:{dataset.name}"
-        )
+        next_cursor = cursors.encode(query_id, [rows[-1].received_at, rows[-1].id])
     return negotiated(request, dumps({"items": items, "next_cursor": next_cursor}), JSON)
 
 
@@ -88,7 +90,10 @@ async def quarantine(
     "/v1/datasets/{ds}/quarantine/replay",
     summary="Check quarantined events again and send the ones now valid on",
     description="Each quarantined event is validated against the current schema: the valid "
-    "ones are published again and leave the quarantine; the rest stay, with their errors.",
+    "ones are published again and leave the quarantine; the rest stay, with their errors. "
+    "Answers `replayed` (published again), `released` (removed from the quarantine by this "
+    "call), `still_invalid` and `not_found` (ids asked for that are not in the quarantine).",
+    response_model=QuarantineReplayed,
 )
 async def replay_quarantine(
     request: Request,
@@ -128,8 +133,15 @@ async def replay_quarantine(
             raise ApiError(
                 503, f"replay failed, nothing was lost ({exc}); retry", headers={"Retry-After": "2"}
             ) from None
+    found = {row.id for row in rows}
+    not_found = [i for i in dict.fromkeys(ids or ()) if i not in found]
     return json_response(
-        {"replayed": len(messages), "released": released, "still_invalid": still_invalid}
+        {
+            "replayed": len(messages),
+            "released": released,
+            "still_invalid": still_invalid,
+            "not_found": not_found,
+        }
     )
 
 
@@ -141,12 +153,15 @@ async def deadletter(
     request: Request,
     dataset: ReadDataset,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Cursor = None,
 ) -> Response:
-    position = _position(cursor, "deadletter", dataset, 1)
-    after = str(position[0]) if position else None
+    broker, cursors = runtime_of(request).broker, cursors_of(request)
+    query_id = f"deadletter:{dataset.name}"
+    after = None
+    if cursor:
+        (after,) = cursors.decode(cursor, query_id, (str,))
     try:
-        letters = await runtime_of(request).broker.dead_letters(dataset.name, limit, after)
+        letters = await broker.dead_letters(dataset.name, limit, after)
     except BackendUnavailable as exc:
         raise unavailable("broker", exc) from None
     items = [
@@ -163,7 +178,7 @@ async def deadletter(
     ]
     next_cursor = None
     if len(letters) == limit:
-        next_cursor = encode_cursor([letters[-1].id], f"deadletter:{dataset.name}")
+        next_cursor = cursors.encode(query_id, [letters[-1].id])
     return negotiated(request, dumps({"items": items, "next_cursor": next_cursor}), JSON)
 
 
