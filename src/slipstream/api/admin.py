@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
@@ -16,7 +17,7 @@ from slipstream.api.encoding import dumps, json_response, negotiated
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import text_problem
 from slipstream.api.query import Limit
-from slipstream.brokers import Outgoing
+from slipstream.brokers import Outgoing, dead_letter_ids
 from slipstream.errors import BackendUnavailable
 from slipstream.events import InvalidEvent
 from slipstream.stores import QuarantineQuery
@@ -54,6 +55,10 @@ class QuarantineReplayed(BaseModel):
     not_found: list[str] = Field(
         description="Ids asked for that are not in the quarantine (unknown, or released already)."
     )
+
+
+class DeadLettersReplayed(BaseModel):
+    replayed: int = Field(description="Dead letters published again.")
 
 
 @router.get(
@@ -160,6 +165,8 @@ async def deadletter(
     after = None
     if cursor:
         (after,) = cursors.decode(cursor, query_id, (str,))
+        if not dead_letter_ids(broker).admits(after):  # signed by a deployment on another broker
+            raise ApiError(400, "the cursor is not one of this broker's; start again without it")
     try:
         letters = await broker.dead_letters(dataset.name, limit, after)
     except BackendUnavailable as exc:
@@ -171,8 +178,8 @@ async def deadletter(
             "reason": d.reason,
             "deliveries": d.deliveries,
             "raw": d.data.decode("utf-8", "replace"),
-            "published_at": datetime.fromtimestamp(d.published_at).astimezone(),
-            "dead_at": datetime.fromtimestamp(d.dead_at).astimezone(),
+            "published_at": _moment(d.published_at),
+            "dead_at": _moment(d.dead_at),
         }
         for d in letters
     ]
@@ -185,16 +192,41 @@ async def deadletter(
 @router.post(
     "/v1/datasets/{ds}/deadletter/replay",
     summary="Publish dead letters again",
+    description="Publishes the dead letters named by `ids` (as the dead letter list shows "
+    "them), or all of them, again; `replayed` counts those found. An id that is not of the "
+    "broker's shape is a 400.",
+    response_model=DeadLettersReplayed,
 )
 async def replay_deadletter(
     request: Request,
     dataset: AdminDataset,
     body: Annotated[ReplayRequest | None, Body()] = None,
 ) -> Response:
-    try:
-        count = await runtime_of(request).broker.replay_dead_letters(
-            dataset.name, body.ids if body else None
+    broker = runtime_of(request).broker
+    # Once each: a broker given an id twice would publish that dead letter twice.
+    ids = list(dict.fromkeys(body.ids)) if body and body.ids is not None else None
+    shape = dead_letter_ids(broker)
+    malformed = [i for i in ids or () if not shape.admits(i)]
+    if malformed:
+        raise ApiError(
+            400,
+            f"these ids cannot name dead letters of this broker, whose ids are "
+            f"{shape.description}: {', '.join(map(repr, malformed[:5]))}",
+            details={"malformed_ids": malformed[:100]},
         )
+    try:
+        count = await broker.replay_dead_letters(dataset.name, ids)
     except BackendUnavailable as exc:
         raise unavailable("broker", exc) from None
     return json_response({"replayed": count})
+
+
+def _moment(seconds: object) -> datetime | None:
+    """A broker's time in seconds as a UTC datetime; None for one no datetime can hold (from a
+    header set by whoever published the message straight onto the broker)."""
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
