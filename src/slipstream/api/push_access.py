@@ -9,13 +9,13 @@ the push URL would end up in logs), so /push/pubsub is
 - open, with no API keys (a laptop), or with SLIPSTREAM_PUBSUB_PUSH_OPEN=true (announced loudly).
 /push/sns always requires an SNS signature for a configured topic (api/push_sns.py).
 
-A 404 for an unknown dataset names the known ones only to a caller who could read them anyway:
-one with an API key, or any caller when the API is open.
+A 404 for an unknown dataset names the known ones only to a caller authenticated for the API (a
+known key, as the other routes' 404s do), or to anyone when the API is open.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -63,7 +63,10 @@ def not_installed(exc: ImportError) -> ApiError:
     )
 
 
-def pubsub_access(settings: Settings, api_keys: dict[str, frozenset[str]]) -> str:
+PushAccess = Literal["verified", "closed", "open"]
+
+
+def pubsub_access(settings: Settings, api_keys: dict[str, frozenset[str]]) -> PushAccess:
     """`verified`, `closed` or `open`, as the module docstring sets out."""
     if settings.pubsub_push_audience is not None:
         return "verified"
@@ -81,7 +84,7 @@ async def check_pubsub_push(request: Request, settings: Settings) -> None:
 
 def pushed_dataset(request: Request, runtime: Runtime, ds: str) -> Dataset:
     """The dataset named in a push path; a 404 otherwise, naming the known datasets only to a
-    caller who may read them."""
+    caller authenticated for the API (a known key, whatever its scopes) or when it is open."""
     dataset = runtime.catalog.get(ds)
     if dataset is not None:
         return dataset
