@@ -6,6 +6,7 @@ working directory). A bad value fails at start with one line naming the variable
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Literal
@@ -99,9 +100,19 @@ class Settings(BaseSettings):
         description="Service account (the token's email) Pub/Sub push must authenticate as; "
         "required with SLIPSTREAM_PUBSUB_PUSH_AUDIENCE.",
     )
+    pubsub_push_open: bool = Field(
+        False,
+        description="Accept /push/pubsub without an OIDC token while API keys are set; "
+        "without this (and without an audience) that endpoint refuses pushes when keys are set.",
+    )
     sns_topic_arns: str = Field(
         "",
         description="SNS topic ARNs, comma-separated, that /push/sns accepts; empty: none.",
+    )
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs list cursors (16 characters or more); unset: derived from "
+        "the store URL and the API keys, which every replica of a deployment shares.",
     )
 
     @classmethod
@@ -156,6 +167,25 @@ class Settings(BaseSettings):
             )
         return account
 
+    @field_validator("pubsub_push_open")
+    @classmethod
+    def _open_or_verified(cls, push_open: bool, info: ValidationInfo) -> bool:
+        if push_open and info.data.get("pubsub_push_audience"):
+            raise ValueError(
+                "is true but SLIPSTREAM_PUBSUB_PUSH_AUDIENCE is set, which requires OIDC tokens "
+                "on /push/pubsub; unset one of the two"
+            )
+        return push_open
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def _secret_is_long(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is None or not secret.get_secret_value():
+            return None
+        if len(secret.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters long (a random string)")
+        return secret
+
     @field_validator("sns_topic_arns")
     @classmethod
     def _arns_parse(cls, arns: str) -> str:
@@ -164,6 +194,17 @@ class Settings(BaseSettings):
 
     def key_scopes(self) -> dict[str, frozenset[str]]:
         return parse_api_keys(self.api_keys.get_secret_value())
+
+    def cursor_key(self) -> bytes:
+        """The key list cursors are signed with: from SLIPSTREAM_CURSOR_SECRET, else from what
+        every replica of one deployment shares, so cursors survive restarts and cross replicas
+        with nothing to configure (and stop working when the keys or the store change)."""
+        if self.cursor_secret is not None:
+            material = ["secret", self.cursor_secret.get_secret_value()]
+        else:
+            keys = sorted(f"{k}:{'+'.join(sorted(s))}" for k, s in self.key_scopes().items())
+            material = ["derived", self.store_url, *keys]
+        return hashlib.sha256("\0".join(["slipstream cursor key 1", *material]).encode()).digest()
 
     def topic_arns(self) -> frozenset[str]:
         """The SNS topics /push/sns accepts."""
@@ -227,6 +268,7 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
         value = first.get("input")
-        shown = "" if name.endswith("API_KEYS") else f"={value!r}"
+        secret = name.endswith(("API_KEYS", "SECRET"))  # never echo a secret into a log
+        shown = "" if secret else f"={value!r}"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{name}{shown}: {message}") from None

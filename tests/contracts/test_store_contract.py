@@ -287,6 +287,46 @@ async def test_stats_per_hour(store: Store, dataset: Dataset) -> None:
     assert all(row["bucket"].utcoffset() == timedelta(0) for row in overall)
 
 
+async def test_stats_take_the_filters_of_the_list(store: Store, dataset: Dataset) -> None:
+    events = [
+        flight(
+            i,
+            status="delayed" if i % 2 else "landed",
+            origin=AIRPORTS[i % 3],
+            gate=None if i == 4 else f"A{i}",
+            delay_minutes=i * 10,
+        )
+        for i in range(12)
+    ]
+    await put(store, dataset, events)
+    hour = timedelta(hours=1)
+
+    for filters in (
+        {"status": "delayed"},
+        {"status": "landed", "origin": "GRU"},
+        {"delay_minutes": 30},
+        {"gate": None},
+        {"event_time": T0 + timedelta(minutes=14)},
+        {"origin": "nowhere"},
+    ):
+        listed = await store.list(dataset, ListQuery(limit=100, filters=filters))
+        stats = await store.stats(dataset, StatsQuery(bucket="day", filters=filters))
+        assert sum(row["count"] for row in stats) == len(listed), filters
+        assert bool(listed) is (filters != {"origin": "nowhere"}), filters
+    delayed = await store.stats(
+        dataset,
+        StatsQuery(
+            bucket="hour", group_by="origin", filters={"status": "delayed"}, until=T0 + hour
+        ),
+    )
+    # Within the first hour (events 0-8, 7 minutes apart) the delayed ones are 1, 3, 5 and 7.
+    assert delayed == [
+        {"bucket": T0, "group": "GRU", "count": 1, "avg_delay_minutes": 30.0},
+        {"bucket": T0, "group": "LIM", "count": 1, "avg_delay_minutes": 50.0},
+        {"bucket": T0, "group": "SCL", "count": 2, "avg_delay_minutes": 40.0},
+    ]
+
+
 async def test_quarantine_write_list_and_release(store: Store, dataset: Dataset) -> None:
     bad: list[dict[str, Any] | bytes] = [
         {"id": "q-1", "status": "landed", "event_time": "2026-03-01T10:00:00Z"},  # no flight_id

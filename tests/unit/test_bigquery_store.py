@@ -785,6 +785,28 @@ def test_stats_sql_buckets_groups_and_averages(typed: Dataset) -> None:
         sql.stats_query(TARGET, typed, StatsQuery(group_by="payload"))
 
 
+def test_stats_sql_takes_the_list_filters(typed: Dataset) -> None:
+    query = StatsQuery(
+        bucket="day",
+        filters={"status": "delayed", "ratio": 0.5, "gate": None},
+        since=T0,
+    )
+
+    statement, params, _ = sql.stats_query(TARGET, typed, query)
+
+    assert statement.endswith(
+        f"FROM {FLIGHTS} WHERE `event_time` >= @p0 AND `status` = @p1 AND `ratio` = @p2 "
+        "AND `gate` IS NULL AND NOT STARTS_WITH(`id`, 'probe-') GROUP BY bucket ORDER BY bucket"
+    )
+    assert params_of(params) == [
+        ("p0", "TIMESTAMP", T0),
+        ("p1", "STRING", "delayed"),
+        ("p2", "FLOAT64", 0.5),
+    ]
+    with pytest.raises(ValueError, match="json"):
+        sql.stats_query(TARGET, typed, StatsQuery(filters={"payload": "x"}))
+
+
 async def test_stats_rows_come_back_in_the_contract_shape(
     client: FakeClient, store: BigQueryStore, flights: Dataset
 ) -> None:

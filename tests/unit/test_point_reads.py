@@ -66,7 +66,8 @@ def test_keys_and_scopes_match_the_route(
 ) -> None:
     event_id = flight_event(7)["id"]
     short = secured.get(URL + event_id, headers=headers)
-    framework = secured.get(URL + event_id + "?via=framework", headers=headers)
+    # A trace to continue sends the request through the framework's stack.
+    framework = secured.get(URL + event_id, headers={**headers, "traceparent": TRACEPARENT})
     assert short.status_code == status
     assert (short.status_code, short.json()) == (framework.status_code, framework.json())
     assert served_by_short_path(secured, URL + event_id, headers) == (status == 200)
@@ -77,6 +78,10 @@ def test_a_query_string_goes_to_the_framework(secured: TestClient) -> None:
     event_id = flight_event(7)["id"]
     assert not served_by_short_path(secured, URL + event_id + "?pretty=1", headers)
     assert served_by_short_path(secured, URL + event_id, headers)
+    # Which refuses a parameter the route does not take, as every route does.
+    answer = secured.get(URL + event_id + "?pretty=1", headers=headers)
+    assert answer.status_code == 400
+    assert "unknown query parameter 'pretty'" in answer.json()["error"]["message"]
 
 
 def test_missing_event_and_unknown_dataset(secured: TestClient) -> None:

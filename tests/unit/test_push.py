@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
-from slipstream.api.push import OPEN_PUSH_WARNING
+from slipstream.api.push_access import CLOSED_PUSH, OPEN_PUSH_WARNING
 from slipstream.api.push_sns import SnsVerifier
 from slipstream.config import Settings, load_settings
 from slipstream.errors import BackendUnavailable, ConfigError
@@ -316,17 +316,23 @@ def test_a_bad_token_is_refused_and_nothing_is_stored(
 def test_open_push_beside_api_keys_is_announced_loudly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="slipstream.api")
-    with make_client(tmp_path / "open", api_keys="ingest-key-1:ingest"):
+    caplog.set_level(logging.INFO, logger="slipstream.api")
+    keys = "ingest-key-1:ingest"
+    with make_client(tmp_path / "open", api_keys=keys, pubsub_push_open=True):
         assert OPEN_PUSH_WARNING in caplog.messages
     caplog.clear()
+    with make_client(tmp_path / "closed", api_keys=keys):
+        assert OPEN_PUSH_WARNING not in caplog.messages
+        assert CLOSED_PUSH in caplog.messages
+    caplog.clear()
     with make_client(
-        tmp_path / "closed",
-        api_keys="ingest-key-1:ingest",
+        tmp_path / "verified",
+        api_keys=keys,
         pubsub_push_audience=AUDIENCE,
         pubsub_push_service_account=ACCOUNT,
     ):
         assert OPEN_PUSH_WARNING not in caplog.messages
+        assert CLOSED_PUSH not in caplog.messages
 
 
 # --- SNS --------------------------------------------------------------------------------------
@@ -635,6 +641,14 @@ def test_sns_without_configured_topics_refuses_everything(tmp_path: Path) -> Non
         ({"pubsub_push_audience": AUDIENCE}, "SLIPSTREAM_PUBSUB_PUSH_SERVICE_ACCOUNT"),
         ({"pubsub_push_service_account": ACCOUNT}, "SLIPSTREAM_PUBSUB_PUSH_AUDIENCE is not"),
         ({"sns_topic_arns": f"{TOPIC},arn:aws:sqs:eu-west-1:1:q"}, "entry 2"),
+        (
+            {
+                "pubsub_push_audience": AUDIENCE,
+                "pubsub_push_service_account": ACCOUNT,
+                "pubsub_push_open": "true",
+            },
+            "SLIPSTREAM_PUBSUB_PUSH_OPEN",
+        ),
     ],
 )
 def test_push_settings_fail_at_start_naming_the_variable(

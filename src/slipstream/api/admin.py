@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+import math
+from datetime import UTC, datetime
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.responses import Response
 
+from slipstream.api.cursors import cursors_of
 from slipstream.api.deps import AdminDataset, ReadDataset, runtime_of
-from slipstream.api.encoding import (
-    BadCursor,
-    decode_cursor,
-    dumps,
-    encode_cursor,
-    json_response,
-    negotiated,
-)
+from slipstream.api.encoding import dumps, json_response, negotiated
 from slipstream.api.errors import ApiError, unavailable
+from slipstream.api.params import text_problem
 from slipstream.api.query import Limit
-from slipstream.brokers import Outgoing
-from slipstream.datasets import Dataset
+from slipstream.brokers import Outgoing, dead_letter_ids
 from slipstream.errors import BackendUnavailable
 from slipstream.events import InvalidEvent
 from slipstream.stores import QuarantineQuery
@@ -30,23 +25,40 @@ from slipstream.stores import QuarantineQuery
 router = APIRouter(tags=["quarantine and dead letters"])
 REPLAY_LIMIT = 10_000
 JSON = "application/json"
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"id {value!r} {problem}")
+    return value
 
 
 class ReplayRequest(BaseModel):
-    ids: list[str] | None = Field(
+    ids: list[Annotated[str, AfterValidator(_storable)]] | None = Field(
         None,
         max_length=REPLAY_LIMIT,
         description=f"Ids to replay; omit to replay all (at most {REPLAY_LIMIT} per call).",
     )
 
 
-def _position(cursor: str | None, kind: str, dataset: Dataset, size: int) -> list[Any] | None:
-    if not cursor:
-        return None
-    try:
-        return decode_cursor(cursor, f"{kind}:{dataset.name}", size)
-    except BadCursor as exc:
-        raise ApiError(400, f"invalid cursor: {exc}") from None
+class QuarantineReplayed(BaseModel):
+    replayed: int = Field(description="Events valid now and published again.")
+    released: int = Field(
+        description="Of those, the ones this call removed from the quarantine (fewer than "
+        "`replayed` when a replay running alongside released some first)."
+    )
+    still_invalid: list[dict[str, str]] = Field(
+        description="`{id, error}` of each event still invalid; they stay in the quarantine."
+    )
+    not_found: list[str] = Field(
+        description="Ids asked for that are not in the quarantine (unknown, or released already)."
+    )
+
+
+class DeadLettersReplayed(BaseModel):
+    replayed: int = Field(description="Dead letters published again.")
 
 
 @router.get(
@@ -57,15 +69,13 @@ async def quarantine(
     request: Request,
     dataset: ReadDataset,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Cursor = None,
 ) -> Response:
-    position = _position(cursor, "quarantine", dataset, 2)
+    cursors, query_id = cursors_of(request), f"quarantine:{dataset.name}"
     after = None
-    if position is not None:
-        try:
-            after = (datetime.fromisoformat(str(position[0])), str(position[1]))
-        except ValueError:
-            raise ApiError(400, "invalid cursor: start again without it") from None
+    if cursor:
+        stamp, last_id = cursors.decode(cursor, query_id, (datetime, str))
+        after = (stamp, last_id)
     try:
         rows = await runtime_of(request).store.quarantined(
             dataset, QuarantineQuery(limit=limit, after=after)
@@ -77,10 +87,7 @@ async def quarantine(
     ]
     next_cursor = None
     if len(rows) == limit:
-        last = rows[-1]
-        next_cursor = encode_cursor(
-            [last.received_at.isoformat(), last.id], f"quarantine:{dataset.name}"
-        )
+        next_cursor = cursors.encode(query_id, [rows[-1].received_at, rows[-1].id])
     return negotiated(request, dumps({"items": items, "next_cursor": next_cursor}), JSON)
 
 
@@ -88,7 +95,10 @@ async def quarantine(
     "/v1/datasets/{ds}/quarantine/replay",
     summary="Check quarantined events again and send the ones now valid on",
     description="Each quarantined event is validated against the current schema: the valid "
-    "ones are published again and leave the quarantine; the rest stay, with their errors.",
+    "ones are published again and leave the quarantine; the rest stay, with their errors. "
+    "Answers `replayed` (published again), `released` (removed from the quarantine by this "
+    "call), `still_invalid` and `not_found` (ids asked for that are not in the quarantine).",
+    response_model=QuarantineReplayed,
 )
 async def replay_quarantine(
     request: Request,
@@ -128,8 +138,15 @@ async def replay_quarantine(
             raise ApiError(
                 503, f"replay failed, nothing was lost ({exc}); retry", headers={"Retry-After": "2"}
             ) from None
+    found = {row.id for row in rows}
+    not_found = [i for i in dict.fromkeys(ids or ()) if i not in found]
     return json_response(
-        {"replayed": len(messages), "released": released, "still_invalid": still_invalid}
+        {
+            "replayed": len(messages),
+            "released": released,
+            "still_invalid": still_invalid,
+            "not_found": not_found,
+        }
     )
 
 
@@ -141,12 +158,17 @@ async def deadletter(
     request: Request,
     dataset: ReadDataset,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Cursor = None,
 ) -> Response:
-    position = _position(cursor, "deadletter", dataset, 1)
-    after = str(position[0]) if position else None
+    broker, cursors = runtime_of(request).broker, cursors_of(request)
+    query_id = f"deadletter:{dataset.name}"
+    after = None
+    if cursor:
+        (after,) = cursors.decode(cursor, query_id, (str,))
+        if not dead_letter_ids(broker).admits(after):  # signed by a deployment on another broker
+            raise ApiError(400, "the cursor is not one of this broker's; start again without it")
     try:
-        letters = await runtime_of(request).broker.dead_letters(dataset.name, limit, after)
+        letters = await broker.dead_letters(dataset.name, limit, after)
     except BackendUnavailable as exc:
         raise unavailable("broker", exc) from None
     items = [
@@ -156,30 +178,55 @@ async def deadletter(
             "reason": d.reason,
             "deliveries": d.deliveries,
             "raw": d.data.decode("utf-8", "replace"),
-            "published_at": datetime.fromtimestamp(d.published_at).astimezone(),
-            "dead_at": datetime.fromtimestamp(d.dead_at).astimezone(),
+            "published_at": _moment(d.published_at),
+            "dead_at": _moment(d.dead_at),
         }
         for d in letters
     ]
     next_cursor = None
     if len(letters) == limit:
-        next_cursor = encode_cursor([letters[-1].id], f"deadletter:{dataset.name}")
+        next_cursor = cursors.encode(query_id, [letters[-1].id])
     return negotiated(request, dumps({"items": items, "next_cursor": next_cursor}), JSON)
 
 
 @router.post(
     "/v1/datasets/{ds}/deadletter/replay",
     summary="Publish dead letters again",
+    description="Publishes the dead letters named by `ids` (as the dead letter list shows "
+    "them), or all of them, again; `replayed` counts those found. An id that is not of the "
+    "broker's shape is a 400.",
+    response_model=DeadLettersReplayed,
 )
 async def replay_deadletter(
     request: Request,
     dataset: AdminDataset,
     body: Annotated[ReplayRequest | None, Body()] = None,
 ) -> Response:
-    try:
-        count = await runtime_of(request).broker.replay_dead_letters(
-            dataset.name, body.ids if body else None
+    broker = runtime_of(request).broker
+    # Once each: a broker given an id twice would publish that dead letter twice.
+    ids = list(dict.fromkeys(body.ids)) if body and body.ids is not None else None
+    shape = dead_letter_ids(broker)
+    malformed = [i for i in ids or () if not shape.admits(i)]
+    if malformed:
+        raise ApiError(
+            400,
+            f"these ids cannot name dead letters of this broker, whose ids are "
+            f"{shape.description}: {', '.join(map(repr, malformed[:5]))}",
+            details={"malformed_ids": malformed[:100]},
         )
+    try:
+        count = await broker.replay_dead_letters(dataset.name, ids)
     except BackendUnavailable as exc:
         raise unavailable("broker", exc) from None
     return json_response({"replayed": count})
+
+
+def _moment(seconds: object) -> datetime | None:
+    """A broker's time in seconds as a UTC datetime; None for one no datetime can hold (from a
+    header set by whoever published the message straight onto the broker)."""
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

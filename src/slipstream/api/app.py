@@ -9,12 +9,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import __version__
 from slipstream.api import admin, health, ingest, push, query, status
+from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
 from slipstream.api.point_reads import PointReads
@@ -120,6 +121,7 @@ def create_app(runtime: Runtime, *, server_process: bool = False) -> SlipstreamA
         lifespan=lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        dependencies=[Depends(refuse_unknown_params)],  # every route, one check
     )
     app.state.runtime = runtime
     app.state.api_keys = runtime.settings.key_scopes()

@@ -1,11 +1,9 @@
-"""Response bodies: JSON through orjson, NDJSON and CSV for lists, and opaque keyset cursors."""
+"""Response bodies: JSON through orjson, NDJSON and CSV for lists (cursors: api/cursors.py)."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import gzip
-import hashlib
 import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -64,34 +62,3 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return dumps(value).decode()
     return value
-
-
-class BadCursor(ValueError):
-    pass
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short digest of a query, so a cursor cannot be carried over to a different query."""
-    return hashlib.sha256(dumps(parts)).hexdigest()[:12]
-
-
-def encode_cursor(position: Sequence[Any], query: str) -> str:
-    raw = dumps([query, *position])
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, query: str, size: int) -> list[Any]:
-    """The position in a cursor made by `encode_cursor` for the same query, else BadCursor."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError):
-        raise BadCursor("the cursor is not one this API issued; start again without it") from None
-    if not isinstance(value, list) or len(value) != size + 1 or not isinstance(value[0], str):
-        raise BadCursor("the cursor is not one this API issued; start again without it")
-    if value[0] != query:
-        raise BadCursor(
-            "the cursor belongs to a different query (filters or time range changed); "
-            "start again without it"
-        )
-    return value[1:]

@@ -3,10 +3,9 @@
 A pushed message takes the path of `POST /v1/datasets/{ds}/events` onto Slipstream's own broker,
 invalid events included (the worker quarantines them; a 2xx then too, as pushing them again helps
 nobody). One message is one event, keyed by its own id, else by the pusher's message id, so a
-redelivered push lands on the same row or quarantine entry. Pub/Sub push cannot send our API keys
-(a key in the push URL would leak), so /push/pubsub checks OIDC tokens when an audience is set
-and is open otherwise; /push/sns trusts SNS signatures for the configured topics only. More in
-docs/backends/push.md.
+redelivered push lands on the same row or quarantine entry. Who may push is api/push_access.py's
+business: OIDC tokens on /push/pubsub when an audience is set, closed beside API keys unless
+opened, SNS signatures for the configured topics on /push/sns. More in docs/backends/push.md.
 
 Collaborators on `app.state`, made on first use unless a test put its own there:
 `pubsub_push_keys` (a `jwt.PyJWKClient`-like key source), `sns_verifier` (an `SnsVerifier`
@@ -20,20 +19,26 @@ import binascii
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
 from slipstream.api.ingest import RETRY_AFTER, publish_intake, read_body
+from slipstream.api.push_access import (
+    CLOSED_PUSH,
+    OPEN_PUSH_WARNING,
+    check_pubsub_push,
+    not_installed,
+    pubsub_access,
+    pushed_dataset,
+)
 from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Outgoing
-from slipstream.config import Settings
 from slipstream.datasets import Dataset
 from slipstream.events import EventCodec
 from slipstream.intake import Intake, from_json
@@ -44,15 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slipstream.api")
 
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
-GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 MAX_ATTRIBUTE = 128
-OPEN_PUSH_WARNING = (
-    "SLIPSTREAM_API_KEYS is set but SLIPSTREAM_PUBSUB_PUSH_AUDIENCE is not: POST /push/pubsub/* "
-    "takes events from ANYONE who can reach it, without a key. Set the audience and "
-    "SLIPSTREAM_PUBSUB_PUSH_SERVICE_ACCOUNT (see docs/backends/push.md), or keep that path "
-    "unreachable from outside."
-)
 # Outcomes of a push, for `slipstream_push_messages{dataset, source, outcome}`.
 OUTCOMES = {
     400: "malformed",
@@ -65,31 +62,14 @@ OUTCOMES = {
 }
 
 
-class SigningKey(Protocol):
-    @property
-    def key(self) -> Any: ...
-
-
-class SigningKeys(Protocol):
-    """What `jwt.PyJWKClient` offers: the key that signed a token, by the token's `kid`."""
-
-    def get_signing_key_from_jwt(self, token: str) -> SigningKey: ...
-
-
-def _not_installed(exc: ImportError) -> ApiError:
-    # pyjwt[crypto] (cryptography) is optional, so the API imports without it.
-    return ApiError(
-        500,
-        f"push verification needs {exc.name}, which is not installed: "
-        "pip install 'pyjwt[crypto]' (included in 'slipstream[gcp]')",
-    )
-
-
 @asynccontextmanager
 async def _warn_when_open(app: FastAPI) -> AsyncIterator[None]:
     runtime: Runtime = app.state.runtime
-    if app.state.api_keys and runtime.settings.pubsub_push_audience is None:
+    access = pubsub_access(runtime.settings, app.state.api_keys)
+    if access == "open" and app.state.api_keys:
         log.warning(OPEN_PUSH_WARNING)
+    elif access == "closed":
+        log.info(CLOSED_PUSH)
     yield
 
 
@@ -104,8 +84,9 @@ never makes a second row.
 **202** `{"accepted", "ids", "rejected"}` once the event is durable on the broker, or once it was
 found invalid and sent to quarantine (Pub/Sub acks either way). **400** for a body that is not a
 push envelope, **401/403** for a missing or wrong OIDC token (when
-`SLIPSTREAM_PUBSUB_PUSH_AUDIENCE` is set), **503** when the broker is unavailable: Pub/Sub
-retries everything but 2xx."""
+`SLIPSTREAM_PUBSUB_PUSH_AUDIENCE` is set), **403** for every push when API keys are set and
+neither that audience nor `SLIPSTREAM_PUBSUB_PUSH_OPEN=true` is, **404** for an unknown dataset,
+**503** when the broker is unavailable: Pub/Sub retries everything but 2xx."""
 
 SNS_DOC = """An Amazon SNS HTTP(S) subscription (raw message delivery off), by the
 `x-amz-sns-message-type` header: `SubscriptionConfirmation` → SubscribeURL visited, **200**;
@@ -128,8 +109,8 @@ be fetched (SNS retries)."""
 async def pubsub_push(request: Request, ds: str) -> Response:
     runtime = runtime_of(request)
     try:
-        await _check_oidc(request, runtime.settings)
-        dataset = _dataset(runtime, ds)
+        await check_pubsub_push(request, runtime.settings)
+        dataset = pushed_dataset(request, runtime, ds)
         _check_backlog(runtime, dataset)
         body = await read_body(request, runtime.settings.max_body_bytes)
         message_id, data = pubsub_message(body)
@@ -178,7 +159,7 @@ async def _sns(request: Request, runtime: Runtime, ds: str) -> tuple[Response, s
     try:
         from slipstream.api import push_sns as sns
     except ImportError as exc:
-        raise _not_installed(exc) from None
+        raise not_installed(exc) from None
     kind = request.headers.get("x-amz-sns-message-type")
     if kind != message.get("Type"):
         raise _refuse_sns(
@@ -190,7 +171,7 @@ async def _sns(request: Request, runtime: Runtime, ds: str) -> tuple[Response, s
         raise _refuse_sns(str(exc)) from None
     except sns.CertificateUnavailable as exc:
         raise ApiError(503, f"{exc}; retry shortly", headers={"Retry-After": RETRY_AFTER}) from None
-    dataset = _dataset(runtime, ds)
+    dataset = pushed_dataset(request, runtime, ds)
     topic = message["TopicArn"]
     if kind == sns.SUBSCRIPTION_CONFIRMATION:
         try:
@@ -287,15 +268,6 @@ async def _take_in(
     return json_response(result, 202), "accepted" if intake.accepted else "quarantined"
 
 
-def _dataset(runtime: Runtime, ds: str) -> Dataset:
-    dataset = runtime.catalog.get(ds)
-    if dataset is None:
-        raise ApiError(
-            404, f"no dataset named {ds!r}; known datasets: {', '.join(runtime.catalog.names)}"
-        )
-    return dataset
-
-
 def _check_backlog(runtime: Runtime, dataset: Dataset) -> None:
     if runtime.over_backlog(dataset.name):
         raise ApiError(
@@ -304,62 +276,6 @@ def _check_backlog(runtime: Runtime, dataset: Dataset) -> None:
             f"the bound of {runtime.settings.backlog_limit}; push again after a pause",
             headers={"Retry-After": RETRY_AFTER},
         )
-
-
-async def _check_oidc(request: Request, settings: Settings) -> None:
-    """401 unless the request carries a Google-signed token for our audience; 403 unless it
-    names the configured service account, verified. A no-op when no audience is configured."""
-    audience = settings.pubsub_push_audience
-    if audience is None:
-        return
-    challenge = {"WWW-Authenticate": "Bearer"}
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(
-            401, "an OIDC token is required: 'Authorization: Bearer JWT'", headers=challenge
-        )
-    try:
-        import jwt
-    except ImportError as exc:
-        raise _not_installed(exc) from None
-    try:
-        keys = _pubsub_keys(request)
-        key = await run_in_threadpool(keys.get_signing_key_from_jwt, token)
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.key,
-            algorithms=["RS256"],
-            audience=audience,
-            issuer=GOOGLE_ISSUERS,
-            options={"require": ["exp", "iat", "iss", "aud"]},
-        )
-    except jwt.PyJWKClientConnectionError as exc:
-        raise ApiError(
-            503,
-            f"could not fetch Google's signing keys ({exc}); retry shortly",
-            headers={"Retry-After": RETRY_AFTER},
-        ) from None
-    except jwt.PyJWTError as exc:
-        raise ApiError(401, f"the OIDC token is not valid: {exc}", headers=challenge) from None
-    expected = settings.pubsub_push_service_account
-    if claims.get("email") != expected or claims.get("email_verified") is not True:
-        raise ApiError(
-            403,
-            f"the OIDC token is not for the service account {expected} (with a verified email); "
-            "check SLIPSTREAM_PUBSUB_PUSH_SERVICE_ACCOUNT and the subscription's "
-            "--push-auth-service-account",
-        )
-
-
-def _pubsub_keys(request: Request) -> SigningKeys:
-    import jwt
-
-    state = request.app.state
-    keys: SigningKeys | None = getattr(state, "pubsub_push_keys", None)
-    if keys is None:
-        keys = state.pubsub_push_keys = jwt.PyJWKClient(GOOGLE_CERTS_URL, timeout=5)
-    return keys
 
 
 def _sns_verifier(request: Request) -> SnsVerifier:

@@ -9,19 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from slipstream.api.auth import require
+from slipstream.api.cursors import cursors_of, fingerprint
+from slipstream.api.declared_params import Filters
 from slipstream.api.deps import ReadDataset, runtime_of
-from slipstream.api.encoding import (
-    BadCursor,
-    decode_cursor,
-    dumps,
-    encode_cursor,
-    fingerprint,
-    ndjson,
-    negotiated,
-    to_csv,
-)
+from slipstream.api.encoding import dumps, ndjson, negotiated, to_csv
 from slipstream.api.errors import ApiError, unavailable
-from slipstream.api.params import filters_from, parse_time
+from slipstream.api.params import checked_text, parse_time
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
@@ -29,7 +22,6 @@ from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
 
 router = APIRouter(tags=["query"])
-LIST_PARAMS = {"limit", "since", "until", "cursor"}
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
 Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
 Until = Annotated[str | None, Query(description="Event time up to (exclusive), RFC 3339.")]
@@ -52,6 +44,7 @@ async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> by
     """The event as JSON, from the read cache or the store; ApiError 404/503 otherwise.
 
     Shared by the route below and by the point-read fast path (api/point_reads.py)."""
+    checked_text("event id", event_id)
     body = runtime.read_cache.get(dataset.name, event_id)
     if body is None:
         try:
@@ -81,21 +74,19 @@ async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Re
 async def list_events(
     request: Request,
     dataset: ReadDataset,
+    filters: Filters,
     limit: Limit = 100,
     since: Since = None,
     until: Until = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
-    filters = filters_from(dataset, list(request.query_params.multi_items()), LIST_PARAMS)
     start, end = parse_time("since", since), parse_time("until", until)
-    query_id = fingerprint("events", dataset.name, filters, start, end)
+    query_id = "events:" + fingerprint(dataset.name, filters, start, end)
+    cursors = cursors_of(request)
     after = None
     if cursor:
-        try:
-            stamp, key = decode_cursor(cursor, query_id, 2)
-            after = (datetime.fromisoformat(stamp), str(key))
-        except (BadCursor, ValueError, TypeError) as exc:
-            raise ApiError(400, f"invalid cursor: {exc}") from None
+        stamp, key = cursors.decode(cursor, query_id, (datetime, str))
+        after = (stamp, key)
     query = ListQuery(limit=limit, filters=filters, since=start, until=end, after=after)
     try:
         items = await runtime_of(request).store.list(dataset, query)
@@ -104,8 +95,7 @@ async def list_events(
     next_cursor = None
     if len(items) == limit:
         last = items[-1]
-        stamp = last[dataset.event_time].astimezone(UTC).isoformat()
-        next_cursor = encode_cursor([stamp, last[dataset.key]], query_id)
+        next_cursor = cursors.encode(query_id, [last[dataset.event_time], last[dataset.key]])
     return page_response(request, [*dataset.field_names, EXTRA_COLUMN], items, next_cursor)
 
 
@@ -113,11 +103,13 @@ async def list_events(
     "/v1/datasets/{ds}/stats",
     summary="Counts and averages per time bucket",
     description="Counts per `bucket` of event time (and per value of `group_by`), with the "
-    "average of every numeric field as `avg_<field>`.",
+    "average of every numeric field as `avg_<field>`. Filter with `FIELD=VALUE` on any declared "
+    "field (equality) and `since`/`until` on event time, as the list does.",
 )
 async def stats(
     request: Request,
     dataset: ReadDataset,
+    filters: Filters,
     bucket: Literal["minute", "hour", "day"] = "hour",
     group_by: Annotated[str | None, Query(description="A declared field to group by.")] = None,
     since: Since = None,
@@ -134,6 +126,7 @@ async def stats(
     query = StatsQuery(
         bucket=bucket,
         group_by=group_by,
+        filters=filters,
         since=parse_time("since", since),
         until=parse_time("until", until),
     )

@@ -6,6 +6,7 @@ API see only this Protocol.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -53,6 +54,40 @@ def counts_backlog(broker: Broker) -> bool:
     Cloud Monitoring knows, minutes late) declares `counts_backlog = False`; back-pressure then
     comes from publish failures alone."""
     return bool(getattr(broker, "counts_backlog", True))
+
+
+@dataclass(frozen=True, slots=True)
+class IdShape:
+    """What a broker's dead letter ids look like (a capability, like `counts_backlog`), so the
+    API refuses any other id with a 400 before the broker parses it."""
+
+    pattern: str  # a regular expression the whole id matches (ASCII)
+    description: str  # for the message that refuses an id
+    largest: int | None = None  # for integer ids: the largest one the broker can hold
+
+    def admits(self, text: str) -> bool:
+        if re.fullmatch(self.pattern, text, re.ASCII) is None:
+            return False
+        return self.largest is None or int(text) <= self.largest
+
+
+ANY_ID = IdShape(r"(?s).+", "any text")
+# The local broker's dead letters are rows of a SQLite table, named by their (64-bit) row id.
+ROW_ID = IdShape(r"[1-9][0-9]{0,18}", "a positive integer (the dead letter's number)", 2**63 - 1)
+# NATS names them by their sequence in the dead letter stream (64 bits, unsigned).
+SEQUENCE_ID = IdShape(
+    r"[1-9][0-9]{0,19}", "a positive integer (the dead letter's stream sequence)", 2**64 - 1
+)
+# Pub/Sub and SQS: `<µs since the epoch, 17 digits>-<message id>` (their letter_id).
+TIMED_ID = IdShape(
+    r"[0-9]{1,20}-[!-~]{1,256}", "<microseconds>-<message id>, as the dead letter list shows it"
+)
+
+
+def dead_letter_ids(broker: Broker) -> IdShape:
+    """The shape of `broker`'s dead letter ids (ANY_ID for a broker that declares none)."""
+    shape: IdShape = getattr(broker, "dead_letter_ids", ANY_ID)
+    return shape
 
 
 class Broker(Protocol):

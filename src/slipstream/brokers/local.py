@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from slipstream.brokers import DeadLetter, Delivery, Outgoing
+from slipstream.brokers import ROW_ID, DeadLetter, Delivery, IdShape, Outgoing
 from slipstream.config import path_from_url
 from slipstream.errors import BackendUnavailable
 
@@ -95,6 +95,8 @@ REPLAY = (
 
 
 class LocalBroker:
+    dead_letter_ids: ClassVar[IdShape] = ROW_ID  # a capability (brokers/__init__.py)
+
     def __init__(self, path: Path, settings: Settings, busy_timeout: float = 5.0) -> None:
         self.path = path
         self._lease_seconds = settings.lease_seconds

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import nats
@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import APIError, NotFoundError
 
-from slipstream.brokers import DeadLetter, Delivery, Outgoing
+from slipstream.brokers import SEQUENCE_ID, DeadLetter, Delivery, IdShape, Outgoing
 from slipstream.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ def parse_url(url: str) -> tuple[list[str], Options]:
 
 
 class NatsBroker:
+    dead_letter_ids: ClassVar[IdShape] = SEQUENCE_ID  # a capability (brokers/__init__.py)
+
     def __init__(self, servers: list[str], options: Options, settings: Settings) -> None:
         self.servers, self.options, self._settings = servers, options, settings
         self.where = ",".join(servers)

@@ -30,7 +30,7 @@ import google.cloud.pubsub_v1 as pubsub_v1  # type: ignore[import-untyped]
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
-from slipstream.brokers import DeadLetter, Delivery, Outgoing
+from slipstream.brokers import TIMED_ID, DeadLetter, Delivery, IdShape, Outgoing
 from slipstream.brokers.pubsub_messages import (
     Message,
     attributes_of,
@@ -75,6 +75,7 @@ WORN = "delivered {} times without an ack (lease expired or nacked each time)"
 class PubSubBroker:
     # Capability: Pub/Sub tells no backlog outside Cloud Monitoring, so `backlog` is always 0.
     counts_backlog: ClassVar[bool] = False
+    dead_letter_ids: ClassVar[IdShape] = TIMED_ID
 
     def __init__(self, target: Target, settings: Settings) -> None:
         self.target = target

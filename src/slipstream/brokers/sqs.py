@@ -32,7 +32,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     PartialCredentialsError,
 )
 
-from slipstream.brokers import DeadLetter, Delivery, Outgoing
+from slipstream.brokers import TIMED_ID, DeadLetter, Delivery, IdShape, Outgoing
 from slipstream.brokers.sqs_calls import (
     BATCH,
     MAX_WAIT,
@@ -79,6 +79,7 @@ BACKLOG_CACHE_SECONDS = 0.5
 
 class SqsBroker:
     counts_backlog: ClassVar[bool] = True
+    dead_letter_ids: ClassVar[IdShape] = TIMED_ID
     max_message_bytes: ClassVar[int] = MAX_BYTES  # body and attributes of one message
 
     def __init__(self, target: Target, settings: Settings) -> None:

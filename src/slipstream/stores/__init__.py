@@ -40,8 +40,11 @@ class ListQuery:
 
 @dataclass(frozen=True, slots=True)
 class StatsQuery:
+    """Counts per bucket of the rows a `ListQuery` with the same filters and range would list."""
+
     bucket: Bucket = "hour"
     group_by: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
     since: datetime | None = None
     until: datetime | None = None
 

@@ -160,16 +160,23 @@ def not_probe(dataset: Dataset) -> str:
     return f"NOT STARTS_WITH({quote(dataset.key)}, '{PROBE_ID_PREFIX}')"
 
 
-def list_query(target: Target, dataset: Dataset, query: ListQuery) -> tuple[str, list[Any]]:
-    params = Params()
-    where = _time_range(dataset, params, query.since, query.until)
-    for name, value in query.filters.items():
+def _filters(dataset: Dataset, params: Params, filters: dict[str, Any]) -> list[str]:
+    """The equality filters of a list or stats query, as WHERE terms."""
+    where: list[str] = []
+    for name, value in filters.items():
         spec = _declared(dataset, name)
         if value is None:
             where.append(f"{quote(name)} IS NULL")
         else:
             value = utc(value) if isinstance(value, datetime) else value
             where.append(f"{quote(name)} = {params.add(BQ_TYPES[spec.type], value)}")
+    return where
+
+
+def list_query(target: Target, dataset: Dataset, query: ListQuery) -> tuple[str, list[Any]]:
+    params = Params()
+    where = _time_range(dataset, params, query.since, query.until)
+    where += _filters(dataset, params, query.filters)
     time, key = quote(dataset.event_time), quote(dataset.key)
     if query.after is not None:
         stamp = params.add("TIMESTAMP", utc(query.after[0]))
@@ -190,7 +197,11 @@ def stats_query(
     if part is None:
         raise ValueError(f"bucket must be one of {sorted(_BUCKETS)}")
     params = Params()
-    where = [*_time_range(dataset, params, query.since, query.until), not_probe(dataset)]
+    where = [
+        *_time_range(dataset, params, query.since, query.until),
+        *_filters(dataset, params, query.filters),
+        not_probe(dataset),
+    ]
     columns = [f"TIMESTAMP_TRUNC({quote(dataset.event_time)}, {part}) AS bucket"]
     names = ["bucket"]
     if query.group_by is not None:

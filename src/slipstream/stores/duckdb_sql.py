@@ -252,13 +252,9 @@ def has_probe_query(dataset: Dataset) -> str:
     return f"SELECT EXISTS (SELECT 1 FROM {quote(dataset.name)} WHERE NOT ({not_probe(dataset)}))"
 
 
-def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tuple[str, list[Any]]:
-    """`probes`: whether the table may hold probe events; without any, the test of every
-    row's key is left out (a third of a list's time on DuckDB, which must read every key)."""
-    where, params = _time_range(dataset, query.since, query.until)
-    if probes:
-        where.append(not_probe(dataset))
-    for name, value in query.filters.items():
+def _filter(dataset: Dataset, filters: dict[str, Any], where: list[str], params: list[Any]) -> None:
+    """Adds the equality filters of a list or stats query to its WHERE terms."""
+    for name, value in filters.items():
         spec = _declared(dataset, name)
         if spec.type == "json":
             raise ValueError(f"field {name!r} is json and cannot be filtered on")
@@ -267,6 +263,15 @@ def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tu
         else:
             where.append(f"{quote(name)} = ?")
             params.append(utc(value) if isinstance(value, datetime) else value)
+
+
+def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tuple[str, list[Any]]:
+    """`probes`: whether the table may hold probe events; without any, the test of every
+    row's key is left out (a third of a list's time on DuckDB, which must read every key)."""
+    where, params = _time_range(dataset, query.since, query.until)
+    if probes:
+        where.append(not_probe(dataset))
+    _filter(dataset, query.filters, where, params)
     time, key = quote(dataset.event_time), quote(dataset.key)
     if query.after is not None:
         stamp, last = utc(query.after[0]), query.after[1]
@@ -290,6 +295,7 @@ def stats_query(
     where, params = _time_range(dataset, query.since, query.until)
     if probes:
         where.append(not_probe(dataset))
+    _filter(dataset, query.filters, where, params)
     time = f"timezone('UTC', {quote(dataset.event_time)})"
     columns = [f"date_trunc('{query.bucket}', {time}) AS bucket"]
     names = ["bucket"]

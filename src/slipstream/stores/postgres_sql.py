@@ -239,36 +239,32 @@ class Statements:
             raise ValueError(f"field {name!r} is json and cannot be filtered or grouped on")
         return spec
 
-    def _time_range(
-        self, since: datetime | None, until: datetime | None
+    def _where(
+        self, filters: dict[str, Any], since: datetime | None, until: datetime | None
     ) -> tuple[list[sql.Composable], list[Any]]:
-        where: list[sql.Composable] = []
+        """The WHERE terms a list and a stats query share: no probes, time range, filters."""
+        where: list[sql.Composable] = [self.not_probe]
         params: list[Any] = []
-        if since is not None:
-            where.append(sql.SQL("{} >= %s").format(self.time))
-            params.append(utc(since))
-        if until is not None:
-            where.append(sql.SQL("{} < %s").format(self.time))
-            params.append(utc(until))
-        return where, params
-
-    def list_query(self, query: ListQuery) -> tuple[sql.Composed, list[Any]]:
-        where, params = self._time_range(query.since, query.until)
-        where.append(self.not_probe)
-        for name, value in query.filters.items():
+        for operator, stamp in ((">=", since), ("<", until)):
+            if stamp is not None:
+                where.append(sql.SQL("{} " + operator + " %s").format(self.time))
+                params.append(utc(stamp))
+        for name, value in filters.items():
             column = sql.Identifier(self._declared(name).name)
             if value is None:
                 where.append(sql.SQL("{} IS NULL").format(column))
             else:
                 where.append(sql.SQL("{} = %s").format(column))
                 params.append(utc(value) if isinstance(value, datetime) else value)
+        return where, params
+
+    def list_query(self, query: ListQuery) -> tuple[sql.Composed, list[Any]]:
+        where, params = self._where(query.filters, query.since, query.until)
         if query.after is not None:
             # A row comparison the (event time, key) indexes answer as one range.
             where.append(sql.SQL("({}, {}) < (%s, %s)").format(self.time, self.key))
             params += [utc(query.after[0]), query.after[1]]
-        statement = self.select
-        if where:
-            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(" AND ").join(where))
+        statement = sql.SQL("{} WHERE {}").format(self.select, sql.SQL(" AND ").join(where))
         params.append(max(query.limit, 0))
         order = sql.SQL("{} ORDER BY {} DESC, {} DESC LIMIT %s")
         return order.format(statement, self.time, self.key), params
@@ -277,8 +273,7 @@ class Statements:
         """SQL, parameters and the output names of its columns."""
         if query.bucket not in BUCKETS:
             raise ValueError(f"bucket must be one of {sorted(BUCKETS)}")
-        where, params = self._time_range(query.since, query.until)
-        where.append(self.not_probe)
+        where, params = self._where(query.filters, query.since, query.until)
         columns: list[sql.Composable] = [
             sql.SQL("date_trunc({}, {} {})").format(sql.Literal(query.bucket), self.time, _UTC)
         ]
@@ -294,10 +289,9 @@ class Statements:
                 columns.append(sql.SQL("avg({})::double precision").format(column))
                 names.append(f"avg_{spec.name}")
         keys = sql.SQL("1, 2" if query.group_by is not None else "1")
-        statement = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(columns), self.table)
-        if where:
-            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(" AND ").join(where))
-        statement = sql.SQL("{} GROUP BY {} ORDER BY {}").format(statement, keys, keys)
+        statement = sql.SQL("SELECT {} FROM {} WHERE {} GROUP BY {} ORDER BY {}").format(
+            sql.SQL(", ").join(columns), self.table, sql.SQL(" AND ").join(where), keys, keys
+        )
         return statement, params, names
 
     def stats_row(
