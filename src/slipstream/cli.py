@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -19,6 +20,7 @@ from slipstream.errors import BackendUnavailable, ConfigError
 from slipstream.logs import configure_logging
 from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
+from slipstream.registry import shown_url
 from slipstream.slo.cli import slo_app
 
 app = typer.Typer(
@@ -34,10 +36,11 @@ Host = Annotated[
 Port = Annotated[
     int | None, typer.Option(help="Port to listen on [default: SLIPSTREAM_PORT or 8080]")
 ]
+SHOWN_REJECTIONS = 10  # the rest are counted, and in the quarantine with their reasons
 
 
 def fail(message: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -133,7 +136,8 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopped.set)
         await runtime.start()
-        console.print(f"worker: {settings.broker_url} → {settings.store_url}", highlight=False)
+        shown = f"{shown_url(settings.broker_url)} → {shown_url(settings.store_url)}"
+        console.print(f"worker: {shown}", highlight=False, markup=False)
         await stopped.wait()
         await runtime.stop()
 
@@ -149,22 +153,33 @@ def publish(
     file: Annotated[str, typer.Argument(help="NDJSON or JSON file, or - for standard input")],
 ) -> None:
     """Validate events from a file and publish them straight onto the broker."""
-    from slipstream.publish import publish_file
+    from slipstream.publish import BadFile, broker_location, publish_file
 
     settings = settings_or_exit()
-    data = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     try:
-        summary = asyncio.run(publish_file(settings, dataset, data))
+        where = broker_location(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    data = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
+    out = Console(soft_wrap=True)
+    out.print(f"broker: {where}", highlight=False, markup=False)
+    try:
+        parsed = asyncio.run(publish_file(settings, dataset, data))
+    except BadFile as exc:
+        fail(f"{'standard input' if file == '-' else file}: {exc}")
     except (ConfigError, DatasetError, BackendUnavailable) as exc:
         fail(str(exc))
     table = Table(title=f"published to {dataset}")
     table.add_column("accepted", justify="right")
     table.add_column("rejected (quarantined)", justify="right")
-    table.add_row(str(summary.accepted), str(len(summary.rejected)))
-    Console().print(table)
-    for item in summary.rejected[:10]:
-        console.print(f"  event {item['index']}: {item['error']}", highlight=False)
-    if summary.accepted == 0:
+    table.add_row(str(parsed.intake.accepted), str(len(parsed.intake.rejected)))
+    out.print(table)
+    rejections = parsed.rejections()
+    for line in rejections[:SHOWN_REJECTIONS]:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if len(rejections) > SHOWN_REJECTIONS:
+        console.print(f"  … and {len(rejections) - SHOWN_REJECTIONS} more", highlight=False)
+    if parsed.intake.accepted == 0:
         raise typer.Exit(1)
 
 

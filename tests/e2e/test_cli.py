@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.e2e.commands import slipstream
 from tests.e2e.harness import ServerProcess
 from tests.helpers import flight_event, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def slipstream(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "slipstream", *args],
-        cwd=cwd,
-        capture_output=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        input=stdin.decode() if stdin else None,
-        text=True,
-        check=False,
-    )
-
-
-def test_check_reports_every_part(tmp_path: Path) -> None:
-    result = slipstream("check", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    for part in ("settings", "datasets", "broker", "store"):
-        assert part in result.stdout
-    assert "FAILED" not in result.stdout
 
 
 def test_a_bad_setting_fails_at_start_with_one_line(tmp_path: Path) -> None:
@@ -61,12 +36,15 @@ def test_publish_feeds_a_running_server(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path).start()
     try:
         events = [flight_event(i, prefix="pub") for i in range(500)]
-        (tmp_path / "events.ndjson").write_bytes(
-            b"\n".join(orjson.dumps(e) for e in events) + b"\n{bad\n"
+        (tmp_path / "events.ndjson").write_bytes(  # a blank first line: lines are not events
+            b"\n" + b"\n".join(orjson.dumps(e) for e in events) + b"\n{bad\n"
         )
         result = slipstream("publish", "flights", "events.ndjson", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "500" in result.stdout
+        queue = tmp_path / "data" / "queue.db"
+        assert f"broker: local:///./data/queue.db ({queue})" in result.stdout
+        assert "  line 502: not valid JSON: " in result.stderr  # the file's line, not event 500
         piped = slipstream(
             "publish",
             "flights",
@@ -83,6 +61,39 @@ def test_publish_feeds_a_running_server(tmp_path: Path) -> None:
             wait_until(
                 lambda: len(client.get("/v1/datasets/flights/quarantine").json()["items"]) == 1,
                 what="the bad line in quarantine",
+            )
+        broken = slipstream("publish", "flights", "-", cwd=tmp_path, stdin=b'[{"id": "x",\n')
+        assert broken.returncode == 2
+        assert broken.stderr == (
+            "error: standard input: not valid JSON: unexpected end of data at line 2, column 1\n"
+        )
+    finally:
+        server.kill()
+
+
+def test_publish_elsewhere_refuses_to_make_a_queue_no_server_reads(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "server").start()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    event = orjson.dumps(flight_event(1, prefix="far"))
+    try:
+        refused = slipstream("publish", "flights", "-", cwd=elsewhere, stdin=event)
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(f"error: no queue at {elsewhere}/data/queue.db (")
+        assert "relative to this directory" in refused.stderr
+        assert "SLIPSTREAM_BROKER_URL=local:////" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert list(elsewhere.iterdir()) == [], "nothing created"
+
+        queue = tmp_path / "server" / "data" / "queue.db"
+        named = {"SLIPSTREAM_BROKER_URL": f"local:///{queue}"}  # four slashes: absolute
+        result = slipstream("publish", "flights", "-", cwd=elsewhere, stdin=event, env=named)
+        assert result.returncode == 0, result.stderr
+        assert f"broker: local:///{queue} ({queue})" in result.stdout
+        with server.client() as client:
+            wait_until(
+                lambda: client.get("/v1/datasets/flights/events/far-0000001").status_code == 200,
+                what="the event published from elsewhere, stored by the server",
             )
     finally:
         server.kill()
