@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ console = Console(stderr=True, soft_wrap=True)  # an error stays one line, whate
 Host = Annotated[
     str | None, typer.Option(help="Address to listen on [default: SLIPSTREAM_HOST or 127.0.0.1]")
 ]
+CHECK_STATES = {"ok": "[green]ok    [/]", "FAILED": "[bold red]FAILED[/]", "--": "[dim]--    [/]"}
 Port = Annotated[
     int | None, typer.Option(help="Port to listen on [default: SLIPSTREAM_PORT or 8080]")
 ]
@@ -225,17 +227,17 @@ def simulate(
 
 @app.command()
 def check() -> None:
-    """Validate settings and the datasets file, and reach the broker and the store."""
+    """Validate settings and the datasets file, reach the broker and the store, and ask the
+    server at SLIPSTREAM_HOST:SLIPSTREAM_PORT whether it is ready. Creates nothing."""
     from slipstream.doctor import run_checks
 
+    logging.disable(logging.WARNING)  # backends' retry warnings: each failure has its line
     results = asyncio.run(run_checks())
-    table = Table(title="slipstream check")
-    table.add_column("check")
-    table.add_column("result")
-    for name, ok, detail in results:
-        table.add_row(name, f"[green]ok[/] {detail}" if ok else f"[red]FAILED[/] {detail}")
-    Console().print(table)
-    if not all(ok for _, ok, _ in results):
+    out = Console(soft_wrap=True)
+    for result in results:
+        state = CHECK_STATES[result.state]
+        out.print(f"{state}  {result.name:<8}  {escape(result.detail)}", highlight=False)
+    if any(result.failed for result in results):
         raise typer.Exit(1)
 
 
