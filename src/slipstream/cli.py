@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -201,14 +202,38 @@ def simulate(
     api_key: Annotated[
         str | None, typer.Option(envvar="SLIPSTREAM_API_KEY", help="Key with the ingest scope")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Events per request")] = 500,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per request")] = 500,
     invalid_ratio: Annotated[
-        float, typer.Option(help="Share of deliberately invalid events")
+        float, typer.Option(min=0.0, max=1.0, help="Share of deliberately invalid events")
     ] = 0.0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Event time of the first event (RFC 3339, or 'now'); later ones follow it, "
+            "into the future when the run outpaces the clock. Default: early enough that "
+            "the last event is at or before now"
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Replay the same flights (not ids)")] = None,
 ) -> None:
     """Post realistic flight events at a steady rate, with live progress and a summary."""
-    from slipstream.simulate import FlightSimulator, run_simulation
+    from slipstream.flights import FlightSimulator
+    from slipstream.simulate import planned_events, run_simulation
 
+    for name, value in (("--rate", rate), ("--duration", duration)):
+        if value <= 0:
+            raise typer.BadParameter(f"must be more than 0; got {value:g}", param_hint=name)
+    first = _event_time(start)
+    simulator = (
+        FlightSimulator(seed, start=first, invalid_ratio=invalid_ratio)
+        if first is not None
+        else FlightSimulator.ending_by(
+            datetime.now(UTC),
+            planned_events(rate, duration),
+            seed=seed,
+            invalid_ratio=invalid_ratio,
+        )
+    )
     summary = asyncio.run(
         run_simulation(
             url,
@@ -217,12 +242,26 @@ def simulate(
             duration,
             api_key=api_key,
             batch_size=batch_size,
-            simulator=FlightSimulator(invalid_ratio=invalid_ratio),
+            simulator=simulator,
         )
     )
     Console().print(summary.table())
     if summary.accepted == 0:
         raise typer.Exit(1)
+
+
+def _event_time(value: str | None) -> datetime | None:
+    """`--start`: an RFC 3339 time (UTC when it names no offset), or `now`."""
+    if value is None or value == "now":
+        return None if value is None else datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected an RFC 3339 time such as 2026-11-24T06:00:00Z, or now; got {value!r}",
+            param_hint="--start",
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 @app.command()

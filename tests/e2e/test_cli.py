@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -111,3 +113,25 @@ def test_simulate_posts_valid_flights(server: ServerProcess, tmp_path: Path) -> 
         )
         assert rows > 400
         assert client.get("/v1/datasets/flights/quarantine").json()["items"] == []
+        [newest] = client.get("/v1/datasets/flights/events", params={"limit": 1}).json()["items"]
+        assert datetime.fromisoformat(newest["event_time"]) <= datetime.now(UTC)
+
+
+def test_simulate_starts_where_asked(server: ServerProcess, tmp_path: Path) -> None:
+    args = ["--rate", "200", "--duration", "1", "--url", server.url, "--seed", "5"]
+    result = slipstream("simulate", *args, "--start", "2025-01-02T03:00:00Z", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"event times\s+│\s+2025-01-02 03:", result.stdout), result.stdout
+    with server.client() as client:
+        wait_until(
+            lambda: client.get("/v1/datasets").json()["datasets"][0]["rows"] == 200,
+            what="the events stored",
+        )
+        [oldest] = client.get(
+            "/v1/datasets/flights/events", params={"until": "2025-01-02T03:10:00Z"}
+        ).json()["items"][-1:]
+        assert oldest["event_time"].startswith("2025-01-02T03:0")
+    bad = slipstream("simulate", *args, "--start", "tomorrow", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "expected an RFC 3339 time such as 2026-11-24T06:00:00Z, or now" in bad.stderr
+    assert "Traceback" not in bad.stderr
