@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from slipstream import __version__
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError
@@ -40,6 +42,48 @@ Port = Annotated[
     int | None, typer.Option(help="Port to listen on [default: SLIPSTREAM_PORT or 8080]")
 ]
 SHOWN_REJECTIONS = 10  # the rest are counted, and in the quarantine with their reasons
+
+
+CLIENT_KEY = "SLIPSTREAM_CLIENT_KEY"
+FORMER_CLIENT_KEY = "SLIPSTREAM_API_KEY"  # a letter away from the server's SLIPSTREAM_API_KEYS
+ClientKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", envvar=CLIENT_KEY, show_envvar=True, help="Key with the ingest scope"
+    ),
+]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"slipstream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(no_args_is_help=True)
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+def client_key(given: str | None) -> str | None:
+    """The key a client command sends. The former variable still works for now, with a warning,
+    so that scripts written against it keep running while they are renamed."""
+    former = os.environ.get(FORMER_CLIENT_KEY)
+    if given is None and former:
+        console.print(
+            f"[yellow]warning:[/] {FORMER_CLIENT_KEY} is now {CLIENT_KEY} (the server's keys are "
+            "SLIPSTREAM_API_KEYS); rename it, the old name will stop working",
+            highlight=False,
+        )
+        return former
+    return given
 
 
 def fail(message: str) -> NoReturn:
@@ -83,6 +127,7 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         f"API        {base}/v1/datasets",
         f"Docs       {base}/docs",
         f"Metrics    {base}/metrics",
+        f"Status     {base}/status",
         f"Health     {base}/healthz  {base}/readyz",
         f"Broker     {settings.broker_url}",
         f"Store      {settings.store_url}",
@@ -199,9 +244,7 @@ def simulate(
     duration: Annotated[float, typer.Option(help="Seconds to run")] = 10.0,
     url: Annotated[str, typer.Option(help="Base URL of a running API")] = "http://127.0.0.1:8080",
     dataset: Annotated[str, typer.Option(help="Dataset to post to")] = "flights",
-    api_key: Annotated[
-        str | None, typer.Option(envvar="SLIPSTREAM_API_KEY", help="Key with the ingest scope")
-    ] = None,
+    api_key: ClientKey = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Events per request")] = 500,
     invalid_ratio: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of deliberately invalid events")
@@ -240,7 +283,7 @@ def simulate(
             dataset,
             rate,
             duration,
-            api_key=api_key,
+            api_key=client_key(api_key),
             batch_size=batch_size,
             simulator=simulator,
         )

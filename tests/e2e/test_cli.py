@@ -135,3 +135,24 @@ def test_simulate_starts_where_asked(server: ServerProcess, tmp_path: Path) -> N
     assert bad.returncode == 2
     assert "expected an RFC 3339 time such as 2026-11-24T06:00:00Z, or now" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_client_commands_send_the_client_key(tmp_path: Path) -> None:
+    keys = "producer-2b8e41:ingest,prober-5d1e77:read+ingest"
+    server = ServerProcess(tmp_path, env={"SLIPSTREAM_API_KEYS": keys}).start()
+    try:
+        assert f"Status     {server.url}/status" in server.log()  # the start banner
+        run = ["simulate", "--rate", "50", "--duration", "0.5", "--url", server.url]
+        sent = slipstream(*run, cwd=tmp_path, env={"SLIPSTREAM_CLIENT_KEY": "producer-2b8e41"})
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "warning" not in sent.stderr
+
+        former = slipstream(*run, cwd=tmp_path, env={"SLIPSTREAM_API_KEY": "producer-2b8e41"})
+        assert former.returncode == 0, former.stdout + former.stderr
+        assert "SLIPSTREAM_API_KEY is now SLIPSTREAM_CLIENT_KEY" in former.stderr
+
+        probe = ["probe", "--url", server.url, "--dataset", "flights", "--once"]
+        probed = slipstream(*probe, cwd=tmp_path, env={"SLIPSTREAM_CLIENT_KEY": "prober-5d1e77"})
+        assert probed.returncode == 0, probed.stdout + probed.stderr
+    finally:
+        server.kill()
