@@ -37,13 +37,11 @@ console = Console(stderr=True, soft_wrap=True)  # an error stays one line, whate
 Host = Annotated[
     str | None, typer.Option(help="Address to listen on [default: SLIPSTREAM_HOST or 127.0.0.1]")
 ]
-CHECK_STATES = {"ok": "[green]ok    [/]", "FAILED": "[bold red]FAILED[/]", "--": "[dim]--    [/]"}
 Port = Annotated[
     int | None, typer.Option(help="Port to listen on [default: SLIPSTREAM_PORT or 8080]")
 ]
 SHOWN_REJECTIONS = 10  # the rest are counted, and in the quarantine with their reasons
-
-
+CHECK_STATES = {"ok": "[green]ok    [/]", "FAILED": "[bold red]FAILED[/]", "--": "[dim]--    [/]"}
 CLIENT_KEY = "SLIPSTREAM_CLIENT_KEY"
 FORMER_CLIENT_KEY = "SLIPSTREAM_API_KEY"  # a letter away from the server's SLIPSTREAM_API_KEYS
 ClientKey = Annotated[
