@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from slipstream import __version__
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError
 from slipstream.logs import configure_logging
 from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
+from slipstream.registry import shown_url
 from slipstream.slo.cli import slo_app
 
 app = typer.Typer(
@@ -34,10 +40,52 @@ Host = Annotated[
 Port = Annotated[
     int | None, typer.Option(help="Port to listen on [default: SLIPSTREAM_PORT or 8080]")
 ]
+SHOWN_REJECTIONS = 10  # the rest are counted, and in the quarantine with their reasons
+CHECK_STATES = {"ok": "[green]ok    [/]", "FAILED": "[bold red]FAILED[/]", "--": "[dim]--    [/]"}
+CLIENT_KEY = "SLIPSTREAM_CLIENT_KEY"
+FORMER_CLIENT_KEY = "SLIPSTREAM_API_KEY"  # a letter away from the server's SLIPSTREAM_API_KEYS
+ClientKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", envvar=CLIENT_KEY, show_envvar=True, help="Key with the ingest scope"
+    ),
+]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"slipstream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(no_args_is_help=True)
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+def client_key(given: str | None) -> str | None:
+    """The key a client command sends. The former variable still works for now, with a warning,
+    so that scripts written against it keep running while they are renamed."""
+    former = os.environ.get(FORMER_CLIENT_KEY)
+    if given is None and former:
+        console.print(
+            f"[yellow]warning:[/] {FORMER_CLIENT_KEY} is now {CLIENT_KEY} (the server's keys are "
+            "SLIPSTREAM_API_KEYS); rename it, the old name will stop working",
+            highlight=False,
+        )
+        return former
+    return given
 
 
 def fail(message: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -77,6 +125,7 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         f"API        {base}/v1/datasets",
         f"Docs       {base}/docs",
         f"Metrics    {base}/metrics",
+        f"Status     {base}/status",
         f"Health     {base}/healthz  {base}/readyz",
         f"Broker     {settings.broker_url}",
         f"Store      {settings.store_url}",
@@ -133,7 +182,8 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopped.set)
         await runtime.start()
-        console.print(f"worker: {settings.broker_url} → {settings.store_url}", highlight=False)
+        shown = f"{shown_url(settings.broker_url)} → {shown_url(settings.store_url)}"
+        console.print(f"worker: {shown}", highlight=False, markup=False)
         await stopped.wait()
         await runtime.stop()
 
@@ -149,22 +199,33 @@ def publish(
     file: Annotated[str, typer.Argument(help="NDJSON or JSON file, or - for standard input")],
 ) -> None:
     """Validate events from a file and publish them straight onto the broker."""
-    from slipstream.publish import publish_file
+    from slipstream.publish import BadFile, broker_location, publish_file
 
     settings = settings_or_exit()
-    data = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
     try:
-        summary = asyncio.run(publish_file(settings, dataset, data))
+        where = broker_location(settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    data = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
+    out = Console(soft_wrap=True)
+    out.print(f"broker: {where}", highlight=False, markup=False)
+    try:
+        parsed = asyncio.run(publish_file(settings, dataset, data))
+    except BadFile as exc:
+        fail(f"{'standard input' if file == '-' else file}: {exc}")
     except (ConfigError, DatasetError, BackendUnavailable) as exc:
         fail(str(exc))
     table = Table(title=f"published to {dataset}")
     table.add_column("accepted", justify="right")
     table.add_column("rejected (quarantined)", justify="right")
-    table.add_row(str(summary.accepted), str(len(summary.rejected)))
-    Console().print(table)
-    for item in summary.rejected[:10]:
-        console.print(f"  event {item['index']}: {item['error']}", highlight=False)
-    if summary.accepted == 0:
+    table.add_row(str(parsed.intake.accepted), str(len(parsed.intake.rejected)))
+    out.print(table)
+    rejections = parsed.rejections()
+    for line in rejections[:SHOWN_REJECTIONS]:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if len(rejections) > SHOWN_REJECTIONS:
+        console.print(f"  … and {len(rejections) - SHOWN_REJECTIONS} more", highlight=False)
+    if parsed.intake.accepted == 0:
         raise typer.Exit(1)
 
 
@@ -181,26 +242,48 @@ def simulate(
     duration: Annotated[float, typer.Option(help="Seconds to run")] = 10.0,
     url: Annotated[str, typer.Option(help="Base URL of a running API")] = "http://127.0.0.1:8080",
     dataset: Annotated[str, typer.Option(help="Dataset to post to")] = "flights",
-    api_key: Annotated[
-        str | None, typer.Option(envvar="SLIPSTREAM_API_KEY", help="Key with the ingest scope")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Events per request")] = 500,
+    api_key: ClientKey = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per request")] = 500,
     invalid_ratio: Annotated[
-        float, typer.Option(help="Share of deliberately invalid events")
+        float, typer.Option(min=0.0, max=1.0, help="Share of deliberately invalid events")
     ] = 0.0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Event time of the first event (RFC 3339, or 'now'); later ones follow it, "
+            "into the future when the run outpaces the clock. Default: early enough that "
+            "the last event is at or before now"
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Replay the same flights (not ids)")] = None,
 ) -> None:
     """Post realistic flight events at a steady rate, with live progress and a summary."""
-    from slipstream.simulate import FlightSimulator, run_simulation
+    from slipstream.flights import FlightSimulator
+    from slipstream.simulate import planned_events, run_simulation
 
+    for name, value in (("--rate", rate), ("--duration", duration)):
+        if value <= 0:
+            raise typer.BadParameter(f"must be more than 0; got {value:g}", param_hint=name)
+    first = _event_time(start)
+    simulator = (
+        FlightSimulator(seed, start=first, invalid_ratio=invalid_ratio)
+        if first is not None
+        else FlightSimulator.ending_by(
+            datetime.now(UTC),
+            planned_events(rate, duration),
+            seed=seed,
+            invalid_ratio=invalid_ratio,
+        )
+    )
     summary = asyncio.run(
         run_simulation(
             url,
             dataset,
             rate,
             duration,
-            api_key=api_key,
+            api_key=client_key(api_key),
             batch_size=batch_size,
-            simulator=FlightSimulator(invalid_ratio=invalid_ratio),
+            simulator=simulator,
         )
     )
     Console().print(summary.table())
@@ -208,19 +291,33 @@ def simulate(
         raise typer.Exit(1)
 
 
+def _event_time(value: str | None) -> datetime | None:
+    """`--start`: an RFC 3339 time (UTC when it names no offset), or `now`."""
+    if value is None or value == "now":
+        return None if value is None else datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected an RFC 3339 time such as 2026-11-24T06:00:00Z, or now; got {value!r}",
+            param_hint="--start",
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 @app.command()
 def check() -> None:
-    """Validate settings and the datasets file, and reach the broker and the store."""
+    """Validate settings and the datasets file, reach the broker and the store, and ask the
+    server at SLIPSTREAM_HOST:SLIPSTREAM_PORT whether it is ready. Creates nothing."""
     from slipstream.doctor import run_checks
 
+    logging.disable(logging.WARNING)  # backends' retry warnings: each failure has its line
     results = asyncio.run(run_checks())
-    table = Table(title="slipstream check")
-    table.add_column("check")
-    table.add_column("result")
-    for name, ok, detail in results:
-        table.add_row(name, f"[green]ok[/] {detail}" if ok else f"[red]FAILED[/] {detail}")
-    Console().print(table)
-    if not all(ok for _, ok, _ in results):
+    out = Console(soft_wrap=True)
+    for result in results:
+        state = CHECK_STATES[result.state]
+        out.print(f"{state}  {result.name:<8}  {escape(result.detail)}", highlight=False)
+    if any(result.failed for result in results):
         raise typer.Exit(1)
 
 

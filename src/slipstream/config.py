@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tomllib
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -25,14 +26,15 @@ from slipstream.errors import ConfigError
 Scope = Literal["read", "ingest", "admin"]
 SCOPES: frozenset[str] = frozenset({"read", "ingest", "admin"})
 ENV_PREFIX = "SLIPSTREAM_"
+ENV_FILE, TOML_FILE = ".env", "slipstream.toml"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=ENV_FILE,
         extra="ignore",
-        toml_file="slipstream.toml",
+        toml_file=TOML_FILE,
         validate_default=True,
     )
 
@@ -136,6 +138,10 @@ class Settings(BaseSettings):
     def _looks_like_url(cls, url: str) -> str:
         if "://" not in url:
             raise ValueError("must be a URL such as local:///./data/queue.db")
+        try:
+            urlsplit(url)
+        except ValueError as exc:  # an unclosed [ of an IPv6 address, say
+            raise ValueError(f"not a valid URL: {exc}") from None
         return url
 
     @field_validator("api_keys")
@@ -264,6 +270,10 @@ def load_settings(**overrides: object) -> Settings:
     """Read the settings, turning a validation error into one line that names the variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{TOML_FILE}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise _not_text() from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
@@ -272,3 +282,15 @@ def load_settings(**overrides: object) -> Settings:
         shown = "" if secret else f"={value!r}"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{name}{shown}: {message}") from None
+
+
+def _not_text() -> ConfigError:
+    """Which settings file is not UTF-8 text (the reader's error does not say)."""
+    for name in (ENV_FILE, TOML_FILE):
+        try:
+            Path(name).read_bytes().decode()
+        except UnicodeDecodeError as exc:
+            return ConfigError(f"{name}: not UTF-8 text (byte {exc.start}); save it as UTF-8")
+        except OSError:
+            continue
+    return ConfigError(f"{ENV_FILE} or {TOML_FILE}: not UTF-8 text; save it as UTF-8")

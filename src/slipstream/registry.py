@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from slipstream.config import path_from_url
 from slipstream.errors import ConfigError, MissingExtra
 
 
@@ -15,6 +17,9 @@ class BackendEntry:
     target: str  # "module:Class"
     extra: str | None  # pip extra holding the driver; None when always installed
     example: str
+    # Keeps its data in one file named by the URL's path, relative to the working directory
+    # unless absolute: a process started elsewhere finds another file, or makes a new one.
+    embedded: bool = False
 
 
 def scheme_of(url: str, variable: str, entries: dict[str, BackendEntry]) -> str:
@@ -37,3 +42,26 @@ def load_backend(url: str, variable: str, entries: dict[str, BackendEntry]) -> A
             raise
         raise MissingExtra(scheme, entry.extra) from exc
     return getattr(module, class_name)
+
+
+def embedded_file(url: str, variable: str, entries: dict[str, BackendEntry]) -> Path | None:
+    """The file an embedded backend keeps its data in, resolved; None for a server backend
+    or an in-memory database."""
+    scheme = scheme_of(url, variable, entries)
+    if not entries[scheme].embedded or urlsplit(url).path.lstrip("/") == ":memory:":
+        return None
+    try:
+        return path_from_url(url.split("?", 1)[0])  # the query holds options, not the path
+    except ConfigError as exc:
+        raise ConfigError(f"{variable}={exc}") from None
+
+
+def shown_url(url: str) -> str:
+    """The URL fit to print: a password masked, and a user part without one too (for NATS
+    that is a token)."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return parts._replace(netloc=f"{user}:***@{host}" if colon else f"***@{host}").geturl()

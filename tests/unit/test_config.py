@@ -71,3 +71,32 @@ def test_env_wins_over_dotenv_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("SLIPSTREAM_PORT", "9002")
     settings = load_settings()
     assert (settings.batch_size, settings.batch_wait, settings.port) == (7, 0.25, 9002)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "expected"),
+    [
+        ("slipstream.toml", b"batch_size = \n", "slipstream.toml: not valid TOML: Invalid value"),
+        ("slipstream.toml", b"port = 1 # \xe9\n", "slipstream.toml: not UTF-8 text (byte 11)"),
+        (".env", b"SLIPSTREAM_PORT=\xff\n", ".env: not UTF-8 text (byte 16)"),
+    ],
+    ids=["toml-syntax", "toml-not-utf8", "env-not-utf8"],
+)
+def test_an_unreadable_settings_file_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, file: str, content: bytes, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / file).write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_url_that_does_not_parse_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLIPSTREAM_BROKER_URL", "nats://[::1")
+    with pytest.raises(ConfigError, match=r"SLIPSTREAM_BROKER_URL='nats://\[::1': not a valid URL"):
+        load_settings()

@@ -83,3 +83,24 @@ def test_schema_changes_allow_only_additions() -> None:
     assert required is not None
     with pytest.raises(DatasetError, match="new field 'open' is required"):
         schema_changes(required, existing)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"datasets: [\n", "not valid YAML: expected the node content"),
+        (b"datasets:\n  - name: \xff\n", "not UTF-8 text (byte 20)"),
+        (b"datasets:\n\t- name: x\n", "not valid YAML: found character '\\t'"),
+    ],
+    ids=["unclosed", "not-utf8", "tab"],
+)
+def test_an_unreadable_file_is_one_line_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "ds.yaml"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError) as info:
+        load_catalog(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)

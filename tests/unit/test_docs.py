@@ -49,3 +49,13 @@ def test_every_command_is_documented(command: str) -> None:
 @pytest.mark.parametrize("setting", sorted(Settings.model_fields))
 def test_every_setting_is_documented(setting: str) -> None:
     assert f"{ENV_PREFIX}{setting.upper()}" in DOCS
+
+
+def test_readme_commands_hold_no_placeholders() -> None:
+    """A `…` in a command (not in a comment showing an answer) cannot be run as written; the
+    examples against a running server are run by tests/e2e/test_readme.py."""
+    readme = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```sh\n(.*?)```", readme, re.S):
+        for line in block.splitlines():
+            command = line.split("#")[0]
+            assert "…" not in command, f"README example not runnable as written: {line}"

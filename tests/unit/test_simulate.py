@@ -17,15 +17,8 @@ from rich.console import Console
 from slipstream import simulate
 from slipstream.datasets import load_catalog
 from slipstream.events import EventCodec, InvalidEvent
-from slipstream.simulate import (
-    AIRPORTS,
-    FLEETS,
-    OPERATORS,
-    FlightSimulator,
-    SimulationSummary,
-    block_time,
-    run_simulation,
-)
+from slipstream.flights import AIRPORTS, FLEETS, OPERATORS, FlightSimulator, block_time
+from slipstream.simulate import SimulationSummary, run_simulation
 from tests.conftest import free_port
 
 START = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -123,6 +116,38 @@ def test_a_seed_replays_the_same_traffic() -> None:
     assert story(3) != story(4)
 
 
+def valid_times(events: list[dict[str, Any]]) -> list[datetime]:
+    return [
+        datetime.fromisoformat(e["event_time"]) for e in events if e.get("event_time") != "soon"
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 700, 25_000])
+def test_a_story_ending_by_a_time_stays_at_or_before_it(count: int) -> None:
+    end = datetime(2026, 11, 24, 6, 2, 43, 120_000, tzinfo=UTC)
+    sim = FlightSimulator.ending_by(end, count, seed=9, flights=300, invalid_ratio=0.1)
+    events = sim.next_events(count)
+    times = valid_times(events)
+    assert times == sorted(times)
+    assert times[-1] <= end
+    assert times[-1] > end - timedelta(minutes=5), "it ends close to the time asked for"
+    later = FlightSimulator(seed=9, flights=300, start=end, invalid_ratio=0.1).next_events(count)
+    assert [e["status"] for e in events] == [e.get("status") for e in later], "the same story"
+
+
+def test_skipping_events_leaves_the_simulator_where_making_them_would() -> None:
+    made = FlightSimulator(seed=4, flights=50, start=START, invalid_ratio=0.3)
+    skipped = FlightSimulator(seed=4, flights=50, start=START, invalid_ratio=0.3)
+    events = made.next_events(3000)
+    assert skipped.skip(3000) == made.clock == max(valid_times(events))
+    assert skipped.next_time == made.next_time
+
+    def without_ids(sim: FlightSimulator) -> list[tuple[Any, ...]]:
+        return [tuple(v for k, v in e.items() if k != "id") for e in sim.next_events(500)]
+
+    assert without_ids(skipped) == without_ids(made)
+
+
 def test_invalid_ratio_mixes_in_events_the_codec_rejects(codec: EventCodec) -> None:
     sim = FlightSimulator(seed=11, flights=50, start=START, invalid_ratio=0.2)
     events = sim.next_events(2000)
@@ -154,10 +179,13 @@ class Ingest:
         self.requests: list[httpx.Request] = []
         self.accepted_ids: list[str] = []
         self.refused_ids: list[str] = []
+        self.bodies: list[bytes] = []  # every event line posted, in order
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        ids = [orjson.loads(line)["id"] for line in request.content.splitlines()]
+        lines = request.content.splitlines()
+        self.bodies += lines
+        ids = [orjson.loads(line)["id"] for line in lines]
         if len(self.requests) <= self.busy:
             self.refused_ids += ids
             return httpx.Response(503, headers={"Retry-After": "0"}, json={"error": {}})
@@ -194,6 +222,23 @@ async def test_run_keeps_the_rate_retries_a_busy_answer_and_loses_nothing() -> N
     assert first.url == "http://slipstream.test/v1/datasets/flights/events"
     assert first.headers["content-type"] == "application/x-ndjson"
     assert first.headers["authorization"] == "Bearer k3y"
+
+
+async def test_a_run_sends_no_event_time_later_than_now() -> None:
+    ingest = Ingest()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ingest)) as client:
+        summary = await run_simulation(
+            "http://slipstream.test", "flights", 40_000, 0.5, progress=False, client=client
+        )
+    now = datetime.now(UTC)
+    times = [datetime.fromisoformat(orjson.loads(line)["event_time"]) for line in ingest.bodies]
+    assert len(times) == summary.sent > 2000  # hours of flights, at a thousand flights
+    assert max(times) <= now
+    assert summary.events_from == min(times)
+    assert summary.events_to == max(times)
+    console = Console(record=True, width=160)
+    console.print(summary.table())
+    assert f"{max(times):%Y-%m-%d %H:%M:%S} UTC" in console.export_text()
 
 
 async def test_an_unreachable_server_ends_the_run_on_time_with_a_clear_message() -> None:

@@ -111,7 +111,7 @@ async def _rows(session: aiohttp.ClientSession, url: str, dataset: str) -> int:
 
 def run_ingest(job: IngestJob) -> IngestResult:
     """Simulate the events and encode the bodies first, then post them: only HTTP is timed."""
-    from slipstream.simulate import FlightSimulator
+    from slipstream.flights import FlightSimulator
 
     events = FlightSimulator(seed=job.seed).next_events(job.events)
     if job.ids_path:  # for the GET-by-id phase, in random order

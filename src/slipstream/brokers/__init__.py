@@ -128,7 +128,9 @@ class Broker(Protocol):
 
 
 BROKERS: dict[str, BackendEntry] = {
-    "local": BackendEntry("slipstream.brokers.local:LocalBroker", None, "local:///./data/queue.db"),
+    "local": BackendEntry(
+        "slipstream.brokers.local:LocalBroker", None, "local:///./data/queue.db", embedded=True
+    ),
     "pubsub": BackendEntry("slipstream.brokers.pubsub:PubSubBroker", "gcp", "pubsub://PROJECT"),
     "nats": BackendEntry("slipstream.brokers.nats:NatsBroker", "nats", "nats://127.0.0.1:4222"),
     "sqs": BackendEntry("slipstream.brokers.sqs:SqsBroker", "aws", "sqs://us-east-1"),

@@ -152,7 +152,7 @@ def parse_catalog(text: str, source: str) -> Catalog:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DatasetError(f"{source}: not valid YAML: {exc}") from exc
+        raise DatasetError(f"{source}: not valid YAML{_yaml_place(exc)}") from exc
     try:
         parsed = DatasetFile.model_validate(document)
     except ValidationError as exc:
@@ -170,7 +170,20 @@ def load_catalog(path: Path | None) -> Catalog:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read the datasets file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: the datasets file is not UTF-8 text (byte {exc.start}); "
+            "it must be a YAML file saved as UTF-8"
+        ) from exc
     return parse_catalog(text, str(path))
+
+
+def _yaml_place(exc: yaml.YAMLError) -> str:
+    """`: <problem> at line L, column C`, on one line (PyYAML's own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f": {problem}{where}"
 
 
 def schema_changes(dataset: Dataset, existing: dict[str, FieldType]) -> list[FieldSpec]:

@@ -33,7 +33,10 @@ def probe_command(
     ] = 10.0,
     api_key: Annotated[
         str | None,
-        typer.Option(envvar="SLIPSTREAM_PROBE_API_KEY", help="Key with the read and ingest scopes"),
+        typer.Option(
+            envvar=["SLIPSTREAM_PROBE_API_KEY", "SLIPSTREAM_CLIENT_KEY"],
+            help="Key with the read and ingest scopes",
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve /metrics on this port, all interfaces (loop only)")

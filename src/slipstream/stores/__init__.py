@@ -121,7 +121,10 @@ class Store(Protocol):
 
 STORES: dict[str, BackendEntry] = {
     "duckdb": BackendEntry(
-        "slipstream.stores.duckdb:DuckDBStore", None, "duckdb:///./data/warehouse.duckdb"
+        "slipstream.stores.duckdb:DuckDBStore",
+        None,
+        "duckdb:///./data/warehouse.duckdb",
+        embedded=True,
     ),
     "postgresql": BackendEntry(
         "slipstream.stores.postgres:PostgresStore", "postgres", "postgresql://user@host:5432/db"
