@@ -27,6 +27,7 @@ from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
 from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
+from slipstream.stores.values import position_text, position_time
 
 router = APIRouter(tags=["query"])
 LIST_PARAMS = {"limit", "since", "until", "cursor"}
@@ -93,7 +94,7 @@ async def list_events(
     if cursor:
         try:
             stamp, key = decode_cursor(cursor, query_id, 2)
-            after = (datetime.fromisoformat(stamp), str(key))
+            after = (position_time(stamp), str(key))
         except (BadCursor, ValueError, TypeError) as exc:
             raise ApiError(400, f"invalid cursor: {exc}") from None
     query = ListQuery(limit=limit, filters=filters, since=start, until=end, after=after)
@@ -104,7 +105,7 @@ async def list_events(
     next_cursor = None
     if len(items) == limit:
         last = items[-1]
-        stamp = last[dataset.event_time].astimezone(UTC).isoformat()
+        stamp = position_text(last[dataset.event_time])
         next_cursor = encode_cursor([stamp, last[dataset.key]], query_id)
     return page_response(request, [*dataset.field_names, EXTRA_COLUMN], items, next_cursor)
 

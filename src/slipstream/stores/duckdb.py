@@ -37,6 +37,7 @@ from slipstream.stores import (
     QuarantineQuery,
     StatsQuery,
     WriteResult,
+    summary_of,
 )
 from slipstream.stores import duckdb_sql as sql
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
@@ -382,13 +383,7 @@ class DuckDBStore:
         statement = sql.summary_query(dataset, probes=self._has_probes(dataset))
         row = await self._read(lambda cursor: cursor.execute(statement).fetchone())
         assert row is not None
-        rows, quarantined, newest, stored = row
-        return DatasetSummary(
-            int(rows),
-            int(quarantined),
-            sql.utc(newest) if newest is not None else None,
-            sql.utc(stored) if stored is not None else None,
-        )
+        return summary_of(*row)
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
