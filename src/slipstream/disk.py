@@ -3,9 +3,10 @@
 Database libraries report a full disk in their own words ("database or disk is full", "Could not
 write file …: No space left on device"), and after one some report unrelated errors (SQLite's "bad
 parameter or other API misuse"). So a failure is checked against the disk itself: a scratch file
-beside the database must get room for about a batch. Once a disk is found full, calls fail at once
-with a message naming the file and the free space, readiness says so, and the first check that
-finds room again (at most every RECHECK seconds) clears the state: work resumes without a restart.
+beside the database must get room for about a batch. Once a disk is found full (by a failure, or
+by a glance at its free blocks before any), calls fail at once with a message naming the file and
+the free space, readiness says so, and the first check that finds room again (at most every
+RECHECK seconds) clears the state: work resumes without a restart.
 """
 
 from __future__ import annotations
@@ -119,13 +120,22 @@ class DiskWatch:
         return self.message()
 
     def check(self) -> None:
-        """Raise DiskFull while the disk last found full still has no room."""
-        if not self._full:
-            return
-        with self._lock:
-            if time.monotonic() - self._checked >= RECHECK:
-                self._checked = time.monotonic()
-                self._full = not has_room(self.path.parent)
-            full = self._full
-        if full:
+        """Raise DiskFull while the disk has no room. A disk found full by a failure is looked
+        at again, and any other glanced at (free blocks, then a reservation when they run
+        short), at most every RECHECK seconds, so a disk that fills before any write fails is
+        reported too."""
+        now = time.monotonic()
+        if now - self._checked >= RECHECK:
+            with self._lock:
+                if now - self._checked >= RECHECK:
+                    self._checked = now
+                    self._full = self._looks_full()
+        if self._full:
             raise DiskFull(self.message())
+
+    def _looks_full(self) -> bool:
+        if not self._full:
+            free = free_bytes(self.path.parent)
+            if free is None or free >= ROOM:
+                return False
+        return not has_room(self.path.parent)
