@@ -9,6 +9,8 @@ import pytest
 
 from slipstream.stores.bigquery_schema import utc as bigquery_utc
 from slipstream.stores.values import (
+    DUCKDB,
+    POSTGRES,
     db_time_text,
     position_text,
     position_time,
@@ -57,20 +59,28 @@ def test_a_cursor_position_round_trips_and_becomes_each_database_s_literal() -> 
         assert position_time(position_text(value)) == value
     with pytest.raises(ValueError, match="Invalid isoformat"):
         position_time("not a time")
-    assert db_time_text("+010000-01-01T13:59:59Z", bc_suffix=True) == "10000-01-01 13:59:59+00"
-    assert db_time_text("0000-12-31T10:00:00Z", bc_suffix=True) == "0001-12-31 10:00:00+00 BC"
-    assert db_time_text("-000001-01-01T00:00:00Z", bc_suffix=False) == (
-        "0002-01-01 (BC) 00:00:00+00"
-    )
+    assert db_time_text("+010000-01-01T13:59:59Z", POSTGRES) == "10000-01-01 13:59:59+00"
+    assert db_time_text("0000-12-31T10:00:00Z", POSTGRES) == "0001-12-31 10:00:00+00 BC"
+    assert db_time_text("-000001-01-01T00:00:00Z", DUCKDB) == "0002-01-01 (BC) 00:00:00+00"
     latest = datetime.max.replace(tzinfo=UTC)
-    assert time_param(latest, bc_suffix=True) == "infinity"  # +infinity reads as the latest
+    assert time_param(latest, POSTGRES) == "infinity"  # +infinity reads as the latest
+
+
+def test_a_made_up_cursor_time_is_refused_or_kept_within_the_database_s_range() -> None:
+    for forged in ("+010000-13-01T00:00:00Z", "+010001-02-29T00:00:00Z", "+010000-01-01T25:00:00Z"):
+        with pytest.raises(ValueError, match=r"out of range|must be in"):
+            position_time(forged)
+    assert position_time("+010000-02-29T00:00:00Z") == "+010000-02-29T00:00:00Z"  # a leap year
+    assert db_time_text("+999999-01-01T00:00:00Z", DUCKDB) == "infinity"
+    assert db_time_text("-010000-01-01T00:00:00Z", POSTGRES) == "-infinity"
+    assert db_time_text("-010000-01-01T00:00:00Z", DUCKDB) == "10001-01-01 (BC) 00:00:00+00"
 
 
 def test_bounds_past_the_range_are_not_converted_where_they_would_overflow() -> None:
     late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=MINUS_14)
     with pytest.raises(OverflowError):
         late.astimezone(UTC)
-    assert time_param(late, bc_suffix=True) is late  # DuckDB and PostgreSQL compare it as is
+    assert time_param(late, DUCKDB) is late  # DuckDB and PostgreSQL compare it as is
     # BigQuery holds nothing past the range, so its edge answers the same.
     assert bigquery_utc(late) == datetime.max.replace(tzinfo=UTC)
     assert bigquery_utc(datetime(1, 1, 1, tzinfo=PLUS_14)) == datetime.min.replace(tzinfo=UTC)

@@ -23,7 +23,7 @@ from slipstream.events import (
     Rejected,
 )
 from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
-from slipstream.stores.values import stored_json, stored_time, time_param
+from slipstream.stores.values import DUCKDB, stored_json, stored_time, time_param
 
 FIELDS_TABLE = "_slipstream_fields"
 BATCH_VIEW = "_slipstream_batch"
@@ -270,7 +270,7 @@ def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tu
             params.append(utc(value) if isinstance(value, datetime) else value)
     time, key = quote(dataset.event_time), quote(dataset.key)
     if query.after is not None:
-        stamp, last = time_param(query.after[0], bc_suffix=False), query.after[1]
+        stamp, last = time_param(query.after[0], DUCKDB), query.after[1]
         # The first term lets DuckDB skip row groups by their min/max event time.
         where.append(f"{time} <= ? AND ({time} < ? OR {key} < ?)")
         params += [stamp, stamp, last]

@@ -19,7 +19,7 @@ from slipstream.datasets import Dataset, FieldSpec, FieldType
 from slipstream.errors import TerminalStoreError, TransientStoreError
 from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX, RECEIVED_COLUMN, Rejected
 from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
-from slipstream.stores.values import stored_json, stored_time, time_param
+from slipstream.stores.values import POSTGRES, stored_json, stored_time, time_param
 
 FIELDS_TABLE = "_slipstream_fields"
 BATCH_TABLE = "_slipstream_batch"
@@ -265,7 +265,7 @@ class Statements:
         if query.after is not None:
             # A row comparison the (event time, key) indexes answer as one range.
             where.append(sql.SQL("({}, {}) < (%s, %s)").format(self.time, self.key))
-            params += [time_param(query.after[0], bc_suffix=True), query.after[1]]
+            params += [time_param(query.after[0], POSTGRES), query.after[1]]
         statement = self.select
         if where:
             statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(" AND ").join(where))

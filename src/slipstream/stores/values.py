@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,13 +70,29 @@ def position_text(value: datetime | str) -> str:
 
 def position_time(text: str) -> datetime | str:
     """The time of a cursor made by `position_text`; ValueError when it is not one."""
-    if EXPANDED_TIME.fullmatch(text):
-        return text
-    stamp = datetime.fromisoformat(text)
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    found = EXPANDED_TIME.fullmatch(text)
+    if found is None:
+        stamp = datetime.fromisoformat(text)
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    # Month, day and clock checked on a year with the same calendar (it repeats every 400 years).
+    year = 2000 + int(found["year"]) % 400
+    datetime.fromisoformat(f"{year:04d}-{found['month']}-{found['day']}T{found['clock']}")
+    return text
 
 
-def time_param(stamp: datetime | str, *, bc_suffix: bool) -> datetime | str:
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How a database writes a timestamp literal past the datetime range."""
+
+    bc_suffix: bool  # "… 10:00:00+00 BC" (PostgreSQL) rather than "… (BC) 10:00:00+00" (DuckDB)
+    years: tuple[int, int]  # the astronomical years it holds whole
+
+
+DUCKDB = Dialect(bc_suffix=False, years=(-290307, 294246))
+POSTGRES = Dialect(bc_suffix=True, years=(-4712, 294275))
+
+
+def time_param(stamp: datetime | str, dialect: Dialect) -> datetime | str:
     """A list position's time as a query parameter: a datetime (UTC when naive), or expanded ISO
     8601 text as the database's own literal, which it casts where the time is compared.
 
@@ -84,20 +101,22 @@ def time_param(stamp: datetime | str, *, bc_suffix: bool) -> datetime | str:
     if isinstance(stamp, datetime):
         stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
         return "infinity" if stamp == _LATEST else stamp
-    return db_time_text(stamp, bc_suffix=bc_suffix)
+    return db_time_text(stamp, dialect)
 
 
-def db_time_text(text: str, *, bc_suffix: bool) -> str:
-    """Expanded ISO 8601 text as a database's timestamp literal: years before 1 are written with
-    BC, after the time (PostgreSQL: `bc_suffix`) or after the date (DuckDB)."""
+def db_time_text(text: str, dialect: Dialect) -> str:
+    """Expanded ISO 8601 text as the database's timestamp literal; a year it cannot hold (only a
+    made-up cursor has one) as ±infinity, which compares with its rows the same way."""
     found = EXPANDED_TIME.fullmatch(text)
     if found is None:
         raise ValueError(f"{text!r} is not an expanded ISO 8601 time")
     year = int(found["year"])
+    if not dialect.years[0] <= year <= dialect.years[1]:
+        return "infinity" if year > 0 else "-infinity"
     date = f"-{found['month']}-{found['day']}"
     if year >= 1:
         return f"{year:04d}{date} {found['clock']}+00"
-    if bc_suffix:
+    if dialect.bc_suffix:
         return f"{1 - year:04d}{date} {found['clock']}+00 BC"
     return f"{1 - year:04d}{date} (BC) {found['clock']}+00"
 
