@@ -147,7 +147,7 @@ class Runtime:
 
 
 async def backend_state(ping: Callable[[], Awaitable[None]]) -> str:
-    """ "ok" when `ping` answers in time, else "unavailable: <why>" (never an empty why)."""
+    """What a ping says: "ok" in time, else "unavailable: <why>" (never an empty why)."""
     try:
         await asyncio.wait_for(ping(), PING_TIMEOUT)
     except Exception as exc:  # any failure of the ping means down; say why
