@@ -32,3 +32,11 @@ class TransientStoreError(BackendUnavailable):
 
 class TerminalStoreError(SlipstreamError):
     """A write that can never succeed for this data: dead-letter it, do not retry."""
+
+
+def reason_of(exc: BaseException) -> str:
+    """A failure as words a person can act on, never empty: some exceptions carry no message
+    (a timeout's is empty), and an empty reason in a 503 or in /readyz explains nothing."""
+    if isinstance(exc, TimeoutError) and not str(exc).strip():
+        return "no answer in time (timed out)"
+    return str(exc).strip() or type(exc).__name__

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from slipstream.api.cache import ReadCache
 from slipstream.brokers import Broker, counts_backlog, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, load_catalog
-from slipstream.errors import BackendUnavailable
+from slipstream.errors import BackendUnavailable, reason_of
 from slipstream.events import EventCodec
 from slipstream.metrics import Metrics
 from slipstream.status_history import StatusHistory
@@ -112,18 +112,20 @@ class Runtime:
             await asyncio.sleep(BACKLOG_REFRESH)
             await self._refresh_backlog()
 
+    async def check_backends(self) -> dict[str, str]:
+        """Ping broker and store together: each "ok" or "unavailable: <why>"."""
+        broker, store = await asyncio.gather(
+            backend_state(self.broker.ping), backend_state(self.store.ping)
+        )
+        return {"broker": broker, "store": store}
+
     async def _health_loop(self) -> None:
         # Alertmanager inhibits symptom alerts (latency, freshness) while a backend is down,
         # so the page names the cause; this gauge is what it keys on.
         while True:
-            for component, ping in (("broker", self.broker.ping), ("store", self.store.ping)):
-                try:
-                    await asyncio.wait_for(ping(), PING_TIMEOUT)
-                    self.backends[component] = "ok"
-                except Exception as exc:  # any failure of the ping means down
-                    self.backends[component] = f"unavailable: {exc or type(exc).__name__}"
-                up = self.backends[component] == "ok"
-                self.metrics.backend_up.labels(component).set(1 if up else 0)
+            self.backends.update(await self.check_backends())
+            for component, state in self.backends.items():
+                self.metrics.backend_up.labels(component).set(1 if state == "ok" else 0)
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _retention_loop(self) -> None:
@@ -142,3 +144,21 @@ class Runtime:
                     self.read_cache.clear()
                     log.info("retention removed %d rows of %s", removed, dataset.name)
             await asyncio.sleep(self.settings.retention_interval)
+
+
+async def backend_state(ping: Callable[[], Awaitable[None]]) -> str:
+    """What a ping says: "ok" in time, else "unavailable: <why>" (never an empty why)."""
+    try:
+        await asyncio.wait_for(ping(), PING_TIMEOUT)
+    except Exception as exc:  # any failure of the ping means down; say why
+        return f"unavailable: {reason_of(exc)}"
+    return "ok"
+
+
+def readiness(backends: dict[str, str]) -> tuple[bool, dict[str, str]]:
+    """The /readyz answer: ready, or not ready with a reason naming each backend that is down
+    and why (e.g. "store unavailable: disk full: …")."""
+    down = [f"{name} {state}" for name, state in backends.items() if state != "ok"]
+    if not down:
+        return True, {"status": "ready", **backends}
+    return False, {"status": "not ready", "reason": "; ".join(down), **backends}

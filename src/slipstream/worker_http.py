@@ -18,7 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import orjson
 from prometheus_client import make_wsgi_app
 
-from slipstream.runtime import Runtime
+from slipstream.runtime import Runtime, readiness
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -42,9 +42,7 @@ def health_app(runtime: Runtime) -> Callable[[dict[str, Any], StartResponse], It
         if path == "/healthz":
             return _json(start_response, 200, {"status": "ok"})
         if path == "/readyz":
-            backends = dict(runtime.backends)
-            ready = all(state == "ok" for state in backends.values())
-            body = {"status": "ready" if ready else "not ready", **backends}
+            ready, body = readiness(dict(runtime.backends))
             return _json(start_response, 200 if ready else 503, body)
         message = f"no route {path}; the worker serves /healthz, /readyz and /metrics"
         error = {"error": {"code": "not_found", "message": message, "details": None}}

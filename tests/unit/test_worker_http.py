@@ -45,6 +45,7 @@ async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
             down = await client.get("/readyz")
             assert down.status_code == 503
             assert down.json()["store"] == "unavailable: connection refused"
+            assert down.json()["reason"] == "store unavailable: connection refused"
 
             missing = await client.get("/v1/datasets")
             assert missing.status_code == 404

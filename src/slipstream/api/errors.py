@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from slipstream.api.encoding import dumps
+from slipstream.errors import reason_of
 
 log = logging.getLogger("slipstream.api")
 
@@ -48,9 +49,11 @@ class ApiError(Exception):
 
 
 def unavailable(what: str, exc: Exception) -> ApiError:
-    """503 for a broker or store that cannot be reached now; clients retry after a pause."""
+    """503 for a broker or store that cannot serve now, naming why; clients retry after a pause."""
     return ApiError(
-        503, f"the {what} is unavailable ({exc}); retry shortly", headers={"Retry-After": "2"}
+        503,
+        f"the {what} is unavailable ({reason_of(exc)}); retry shortly",
+        headers={"Retry-After": "2"},
     )
 
 

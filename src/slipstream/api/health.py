@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
+from slipstream.runtime import readiness
 
 router = APIRouter(tags=["operations"])
-PING_TIMEOUT = 2.0
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -22,19 +20,8 @@ async def healthz() -> Response:
 
 @router.get("/readyz", summary="Broker and store are reachable (503 names the one that is not)")
 async def readyz(request: Request) -> Response:
-    runtime = runtime_of(request)
-    checks = {"broker": runtime.broker.ping(), "store": runtime.store.ping()}
-    results: dict[str, str] = {}
-    for name, check in checks.items():
-        try:
-            await asyncio.wait_for(check, PING_TIMEOUT)
-            results[name] = "ok"
-        except Exception as exc:  # any failure means not ready; say which and why
-            results[name] = f"unavailable: {exc or type(exc).__name__}"
-    ready = all(v == "ok" for v in results.values())
-    return json_response(
-        {"status": "ready" if ready else "not ready", **results}, 200 if ready else 503
-    )
+    ready, body = readiness(await runtime_of(request).check_backends())
+    return json_response(body, 200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics (text format)")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from slipstream.api.auth import require
-from slipstream.api.cursors import cursors_of, fingerprint
+from slipstream.api.cursors import NOT_OURS, cursors_of, fingerprint
 from slipstream.api.declared_params import Filters
 from slipstream.api.deps import ReadDataset, runtime_of
 from slipstream.api.encoding import dumps, ndjson, negotiated, to_csv
@@ -20,6 +20,7 @@ from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
 from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
+from slipstream.stores.values import position_text, position_time
 
 router = APIRouter(tags=["query"])
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
@@ -85,8 +86,11 @@ async def list_events(
     cursors = cursors_of(request)
     after = None
     if cursor:
-        stamp, key = cursors.decode(cursor, query_id, (datetime, str))
-        after = (stamp, key)
+        stamp, key = cursors.decode(cursor, query_id, (str, str))
+        try:
+            after = (position_time(stamp), key)
+        except ValueError:
+            raise ApiError(400, f"the cursor {NOT_OURS}; start again without it") from None
     query = ListQuery(limit=limit, filters=filters, since=start, until=end, after=after)
     try:
         items = await runtime_of(request).store.list(dataset, query)
@@ -95,7 +99,8 @@ async def list_events(
     next_cursor = None
     if len(items) == limit:
         last = items[-1]
-        next_cursor = cursors.encode(query_id, [last[dataset.event_time], last[dataset.key]])
+        stamp = position_text(last[dataset.event_time])
+        next_cursor = cursors.encode(query_id, [stamp, last[dataset.key]])
     return page_response(request, [*dataset.field_names, EXTRA_COLUMN], items, next_cursor)
 
 

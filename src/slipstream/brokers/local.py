@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from slipstream.brokers import ROW_ID, DeadLetter, Delivery, IdShape, Outgoing
 from slipstream.config import path_from_url
+from slipstream.disk import DiskWatch
 from slipstream.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class LocalBroker:
         self._busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipstream-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._disk = DiskWatch(path)
         self._closed = False
         self._published: dict[str, asyncio.Event] = {}
         self._backlog: dict[str, tuple[int, float]] = {}  # dataset → (count, valid until)
@@ -120,10 +122,18 @@ class LocalBroker:
         if self._closed:
             raise BackendUnavailable(f"local broker {self.path}: already closed")
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, *args)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the SQL thread: `fn`, with SQLite's failures as BackendUnavailable naming the
+        cause. After a full disk, SQLite's own words may be unrelated ("bad parameter or other
+        API misuse"), so the disk is asked; while it stays full, calls fail at once."""
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            self._disk.check()
+            return fn(*args)
         except sqlite3.Error as exc:
-            raise BackendUnavailable(f"local broker {self.path}: {exc}") from exc
+            cause = self._disk.explain(exc) or f"local broker {self.path}: {exc}"
+            raise BackendUnavailable(cause) from exc
 
     async def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         result: T = await self._run(self._write, fn)

@@ -4,8 +4,10 @@ A store is one module behind `Store`, picked by URL scheme from `STORES`. The wo
 see only this Protocol; drivers' errors are sorted into TransientStoreError (retry) and
 TerminalStoreError (dead-letter) inside the adapter. Any read may raise BackendUnavailable.
 
-Times come back as UTC-aware datetimes; naive times passed in are read as UTC. Filter and group
-fields are declared, non-json fields (the API checks; a store raises ValueError otherwise).
+Times come back as UTC-aware datetimes; naive times passed in are read as UTC. A stored value no
+Python value can hold (a time past 9999 or BC, JSON orjson cannot read) never fails a read: it
+comes back as described in `stores/values.py` (a time as expanded ISO 8601 text). Filter and
+group fields are declared, non-json fields (the API checks; a store raises ValueError otherwise).
 `open()` may be called again with more datasets.
 """
 
@@ -18,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from slipstream.registry import BackendEntry, load_backend
+from slipstream.stores.values import stored_time
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -29,13 +32,14 @@ Bucket = Literal["minute", "hour", "day"]
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    """Newest first by (event time, id); `after` is the last (event time, id) already seen."""
+    """Newest first by (event time, id); `after` is the last (event time, id) already seen, its
+    time as a list item had it (a datetime, or the text of a time no datetime holds)."""
 
     limit: int = 100
     filters: dict[str, Any] = field(default_factory=dict)
     since: datetime | None = None
     until: datetime | None = None
-    after: tuple[datetime, str] | None = None
+    after: tuple[datetime | str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,21 @@ class QuarantinedEvent:
 class DatasetSummary:
     rows: int
     quarantined: int
-    newest_event_time: datetime | None
+    newest_event_time: datetime | str | None
     last_stored_at: datetime | None
+
+
+def summary_of(rows: Any, quarantined: Any, newest: Any, stored: Any) -> DatasetSummary:
+    """A summary from the values a store's query gave (times as naive UTC or text)."""
+    last = stored_time(stored) if stored is not None else None
+    return DatasetSummary(
+        int(rows),
+        int(quarantined),
+        stored_time(newest) if newest is not None else None,
+        # The store writes this time itself (always in range); one edited out of range by hand
+        # reads as unknown rather than breaking `seconds_since_last_write`.
+        last if isinstance(last, datetime) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from slipstream.stores import (
     QuarantineQuery,
     StatsQuery,
     WriteResult,
+    summary_of,
 )
 from slipstream.stores import bigquery_schema as tables
 from slipstream.stores import bigquery_sql as sql
@@ -351,13 +352,7 @@ class BigQueryStore:
     async def summary(self, dataset: Dataset) -> DatasetSummary:
         statement = sql.summary_query(self.target, dataset)
         rows = await self._read(lambda: self._rows("summary", dataset, statement, []))
-        count, quarantined, newest, stored = rows[0]
-        return DatasetSummary(
-            int(count),
-            int(quarantined),
-            tables.utc(newest) if newest is not None else None,
-            tables.utc(stored) if stored is not None else None,
-        )
+        return summary_of(*rows[0])
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:

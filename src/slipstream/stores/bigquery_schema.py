@@ -283,5 +283,19 @@ def sort_error(dataset: Dataset, exc: Exception) -> Exception:
     return TransientStoreError(f"write failed, will retry, {what}")
 
 
-def utc(stamp: datetime) -> datetime:
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+def utc(stamp: datetime | str) -> datetime:
+    """A time in UTC for a query parameter. One a datetime cannot hold in UTC (9999-12-31T23:00
+    -14:00), or a list position past the range (text, see stores/values.py), becomes the edge of
+    the range: BigQuery holds nothing beyond it, so the query answers the same."""
+    if isinstance(stamp, str):
+        return _EARLIEST if stamp.startswith("-") or stamp.startswith("0000") else _LATEST
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError:
+        return _LATEST if stamp.year > 1 else _EARLIEST
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)

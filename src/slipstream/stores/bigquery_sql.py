@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from google.cloud.bigquery import ArrayQueryParameter, ScalarQueryParameter
 
 from slipstream.datasets import Dataset, FieldSpec
@@ -24,6 +23,7 @@ from slipstream.stores.bigquery_schema import (
     quote,
     utc,
 )
+from slipstream.stores.values import stored_json
 
 _BUCKETS = {"minute": "MINUTE", "hour": "HOUR", "day": "DAY"}
 
@@ -104,7 +104,7 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     if spec.type == "timestamp":
         return utc(value)
     if spec.type == "json":
-        return orjson.loads(value)
+        return stored_json(value)
     return value
 
 
@@ -116,7 +116,7 @@ def event_select(target: Target, dataset: Dataset) -> str:
 def event_dict(dataset: Dataset, row: Sequence[Any]) -> dict[str, Any]:
     event = {f.name: _convert(f, v) for f, v in zip(dataset.fields, row, strict=False)}
     extra = row[len(dataset.fields)]
-    event[EXTRA_COLUMN] = orjson.loads(extra) if extra is not None else None
+    event[EXTRA_COLUMN] = stored_json(extra) if extra is not None else None
     return event
 
 

@@ -2,8 +2,13 @@
 
 DuckDB lets one process write a database file. Inside it, one writer thread owns the main
 connection and runs every write and DDL in turn, so writes never conflict with each other. Reads
-run on a small pool where each thread has its own cursor (a connection to the same database):
-they see the last committed state and never wait behind a write batch.
+run on a small pool where each borrows a cursor (a connection to the same database): they see the
+last committed state and never wait behind a write batch.
+
+A failure of the database or its disk is told apart from a failure of the statement: it becomes
+BackendUnavailable (TransientStoreError for writes) whose message names the cause ("disk full: …"),
+a database invalidated by a fatal error is reopened (duckdb_database.py), and `ping` fails while
+either lasts, so readiness reports it.
 """
 
 from __future__ import annotations
@@ -32,15 +37,16 @@ from slipstream.stores import (
     QuarantineQuery,
     StatsQuery,
     WriteResult,
+    summary_of,
 )
 from slipstream.stores import duckdb_sql as sql
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
+from slipstream.stores.duckdb_database import Connection, Database, is_invalidated
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
 
 T = TypeVar("T")
-Connection = duckdb.DuckDBPyConnection
 READERS = 4
 
 
@@ -56,17 +62,13 @@ class DuckDBStore:
         self.path = path
         self._config = config or {}
         self._create_tables = create_tables
-        self._readers = readers
-        self._conn: Connection | None = None
+        # A cursor per reader thread, and one for the lookup thread.
+        self._db = Database(path, self._config, readers + 1)
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
         self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="duckdb-reader")
-        self._spare: list[Connection] = []  # reader cursors not yet taken by a thread
-        self._cursors: list[Connection] = []
-        self._local = threading.local()
-        self._lock = threading.Lock()
+        self._reopen_queued = threading.Event()
         # Reads by id: merged into one query per dataset on a thread with a cursor of its own.
         self._lookups: ThreadCoalescer[str, str, dict[str, Any]] | None = None
-        self._lookup_cursor: Connection | None = None
         self._point_queries: dict[str, tuple[Dataset, str, int]] = {}
         # Datasets whose table may hold synthetic probe events. Reads of the others skip the
         # test of every row's key; a flag only ever turns on (set before the rows commit).
@@ -91,72 +93,98 @@ class DuckDBStore:
     # --- threads ------------------------------------------------------------------------------
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the writer thread; environmental failures (a database
+        down or being reopened, a full disk) come out as TransientStoreError naming the cause."""
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._writer_pool, fn, *args)
+            future = loop.run_in_executor(self._writer_pool, self._guarded, fn, *args)
         except RuntimeError as exc:  # the pool was shut down
             raise TransientStoreError("the DuckDB store is closed") from exc
         return await future
 
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        for attempt in (1, 2):
+            try:
+                conn = self._db.connection()
+                if self._db.disk is not None:
+                    self._db.disk.check()  # while the disk is full, fail before DuckDB tries
+                return fn(conn, *args)
+            except BackendUnavailable as exc:
+                raise TransientStoreError(str(exc)) from exc
+            except duckdb.Error as exc:
+                cause = self._failure(exc)
+                if cause is None:
+                    raise
+                if attempt == 1 and is_invalidated(exc):
+                    # Once more on the reopened database: every writer statement is safe to
+                    # repeat (inserts skip rows already there, deletes find nothing left).
+                    continue
+                raise TransientStoreError(cause) from exc
+        raise AssertionError("unreachable")
+
+    def _failure(self, exc: duckdb.Error) -> str | None:
+        """Why a statement failed when the cause is the database or its disk, not the statement."""
+        full = self._db.disk.explain(exc) if self._db.disk is not None else None
+        if is_invalidated(exc):
+            self._request_reopen()
+            return self._db.broke(full or f"{type(exc).__name__}: {exc}")
+        if full is not None:
+            return full
+        if sql.is_unavailable(exc):
+            return f"DuckDB {self.path}: {type(exc).__name__}: {exc}"
+        return None
+
+    def _request_reopen(self) -> None:
+        """Ask the writer thread to reopen the database (once, however many readers ask)."""
+        if self._reopen_queued.is_set():
+            return
+        self._reopen_queued.set()
+
+        def reopen() -> None:
+            self._reopen_queued.clear()
+            with suppress(BackendUnavailable):
+                self._db.connection()
+
+        with suppress(RuntimeError):  # the pool was shut down: the store is closing
+            self._writer_pool.submit(reopen)
+
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._reader_pool, lambda: fn(self._cursor()))
+            future = loop.run_in_executor(self._reader_pool, self._reading, fn)
         except RuntimeError as exc:  # the pool was shut down
             raise BackendUnavailable("the DuckDB store is closed") from exc
+        return await future
+
+    def _reading(self, fn: Callable[[Connection], T]) -> T:
+        """On a reader (or the lookup) thread: `fn` on a borrowed cursor."""
         try:
-            return await future
-        except duckdb.Error as exc:
-            if sql.is_unavailable(exc):
-                raise BackendUnavailable(f"DuckDB {self.path}: {exc}") from exc
+            with self._db.cursor() as cursor:
+                return fn(cursor)
+        except BackendUnavailable:
+            if self._db.down is not None:
+                self._request_reopen()
             raise
-
-    def _cursor(self) -> Connection:
-        cursor: Connection | None = getattr(self._local, "cursor", None)
-        if cursor is None:
-            with self._lock:
-                if not self._spare:
-                    raise BackendUnavailable("the DuckDB store is not open")
-                cursor = self._spare.pop()
-            self._local.cursor = cursor
-        return cursor
-
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            raise TransientStoreError("the DuckDB store is not open")
-        return self._conn
+        except duckdb.Error as exc:
+            cause = self._failure(exc)
+            if cause is None:
+                raise
+            raise BackendUnavailable(cause) from exc
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def open(self, datasets: Sequence[Dataset]) -> None:
-        await self._on_writer(self._open, list(datasets))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_pool, self._open, list(datasets))
         if self._lookups is None:
             self._lookups = ThreadCoalescer(self._lookup, name="duckdb-lookups")
 
     def _open(self, datasets: list[Dataset]) -> None:
-        if self._conn is None:
-            try:
-                conn = duckdb.connect(self.path, config=self._config)
-            except duckdb.Error as exc:
-                hint = ""
-                if "lock" in str(exc).lower():
-                    hint = (
-                        " — DuckDB lets one process use a database file: run API and worker "
-                        "together with `slipstream up`, or use PostgreSQL for separate processes"
-                    )
-                raise BackendUnavailable(
-                    f"cannot open DuckDB database {self.path}: {exc}{hint}"
-                ) from exc
-            # Cursors are made here, on the writer thread, rather than lazily by each reader
-            # while the writer may be using the connection.
-            self._cursors = [conn.cursor() for _ in range(self._readers + 1)]
-            self._lookup_cursor = self._cursors[-1]
-            self._spare = self._cursors[:-1]
-            self._conn = conn
-        self._conn.execute(sql.create_fields_table())
+        conn = self._db.connection()
+        conn.execute(sql.create_fields_table())
         for dataset in datasets:
-            self._migrate(self._conn, dataset)
-            found = self._conn.execute(sql.has_probe_query(dataset)).fetchone()
+            self._migrate(conn, dataset)
+            found = conn.execute(sql.has_probe_query(dataset)).fetchone()
             self._probes[dataset.name] = bool(found and found[0])
 
     def _migrate(self, conn: Connection, dataset: Dataset) -> None:
@@ -217,21 +245,21 @@ class DuckDBStore:
             self._lookups = None
         self._reader_pool.shutdown(wait=True)
         self._writer_pool.shutdown(wait=True)
-        for cursor in self._cursors:
-            with suppress(duckdb.Error):
-                cursor.close()
-        self._cursors, self._spare, self._lookup_cursor = [], [], None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._db.close()
 
     async def ping(self) -> None:
-        try:
-            await self._read(lambda cursor: cursor.execute("SELECT 1").fetchone())
-        except BackendUnavailable:
-            raise
-        except Exception as exc:
-            raise BackendUnavailable(f"DuckDB {self.path}: {exc}") from exc
+        """Ready only when a statement runs and the disk, if a write found it full, has room
+        again: a `SELECT 1` alone succeeds while every write fails."""
+        if self._db.down is not None:
+            await self._on_writer(lambda conn: None)  # reopens the database when due
+        disk = self._db.disk
+
+        def check(cursor: Connection) -> None:
+            if disk is not None:
+                disk.check()
+            cursor.execute("SELECT 1").fetchone()
+
+        await self._read(check)
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -247,10 +275,11 @@ class DuckDBStore:
         except Exception as exc:
             raise sql.sort_error(dataset, exc) from exc
 
-    def _write(self, dataset: Dataset, rows: EventRows, rejected: list[Rejected]) -> WriteResult:
+    def _write(
+        self, conn: Connection, dataset: Dataset, rows: EventRows, rejected: list[Rejected]
+    ) -> WriteResult:
         table = sql.rows_table(dataset, rows) if rows.rows else None
         quarantine = sql.quarantine_rows(rejected) if rejected else None
-        conn = self._connection()
         if table is not None and not self._probes.get(dataset.name, True):
             key = rows.columns.index(dataset.key)
             if any(str(row[key]).startswith(PROBE_ID_PREFIX) for row in rows.rows):
@@ -284,8 +313,8 @@ class DuckDBStore:
         return int(row[0]) if row else 0
 
     async def _delete(self, statement: str, params: list[Any]) -> int:
-        def run() -> int:
-            row = self._connection().execute(statement, params).fetchone()
+        def run(conn: Connection) -> int:
+            row = conn.execute(statement, params).fetchone()
             return int(row[0]) if row else 0
 
         return await self._on_writer(run)
@@ -317,15 +346,7 @@ class DuckDBStore:
     def _lookup(self, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """On the lookup thread: the events of `ids` in one query."""
         dataset, statement, key = self._point_queries[name]
-        cursor = self._lookup_cursor
-        if cursor is None:
-            raise BackendUnavailable("the DuckDB store is closed")
-        try:
-            rows = cursor.execute(statement, [ids]).fetchall()
-        except duckdb.Error as exc:
-            if sql.is_unavailable(exc):
-                raise BackendUnavailable(f"DuckDB {self.path}: {exc}") from exc
-            raise
+        rows = self._reading(lambda cursor: cursor.execute(statement, [ids]).fetchall())
         return {row[key]: sql.event_dict(dataset, row) for row in rows}
 
     def _has_probes(self, dataset: Dataset) -> bool:
@@ -362,13 +383,7 @@ class DuckDBStore:
         statement = sql.summary_query(dataset, probes=self._has_probes(dataset))
         row = await self._read(lambda cursor: cursor.execute(statement).fetchone())
         assert row is not None
-        rows, quarantined, newest, stored = row
-        return DatasetSummary(
-            int(rows),
-            int(quarantined),
-            sql.utc(newest) if newest is not None else None,
-            sql.utc(stored) if stored is not None else None,
-        )
+        return summary_of(*row)
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:

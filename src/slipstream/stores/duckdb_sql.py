@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import orjson
 import pyarrow as pa
 
 from slipstream.datasets import Dataset, FieldSpec, FieldType
@@ -24,6 +23,7 @@ from slipstream.events import (
     Rejected,
 )
 from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
+from slipstream.stores.values import DUCKDB, stored_json, stored_time, time_param
 
 FIELDS_TABLE = "_slipstream_fields"
 BATCH_VIEW = "_slipstream_batch"
@@ -202,9 +202,10 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     if value is None:
         return None
     if spec.type == "timestamp":
-        return value.replace(tzinfo=UTC)
+        # DuckDB's driver gives the text of a time a datetime cannot hold (years past 9999, BC).
+        return value.replace(tzinfo=UTC) if isinstance(value, datetime) else stored_time(value)
     if spec.type == "json":
-        return orjson.loads(value)
+        return stored_json(value)
     return value
 
 
@@ -216,7 +217,7 @@ def event_select(dataset: Dataset) -> str:
 def event_dict(dataset: Dataset, row: tuple[Any, ...]) -> dict[str, Any]:
     event = {f.name: _convert(f, v) for f, v in zip(dataset.fields, row, strict=False)}
     extra = row[-1]
-    event[EXTRA_COLUMN] = orjson.loads(extra) if extra is not None else None
+    event[EXTRA_COLUMN] = stored_json(extra) if extra is not None else None
     return event
 
 
@@ -274,7 +275,7 @@ def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tu
     _filter(dataset, query.filters, where, params)
     time, key = quote(dataset.event_time), quote(dataset.key)
     if query.after is not None:
-        stamp, last = utc(query.after[0]), query.after[1]
+        stamp, last = time_param(query.after[0], DUCKDB), query.after[1]
         # The first term lets DuckDB skip row groups by their min/max event time.
         where.append(f"{time} <= ? AND ({time} < ? OR {key} < ?)")
         params += [stamp, stamp, last]
@@ -320,7 +321,7 @@ def stats_dict(
     dataset: Dataset, query: StatsQuery, names: list[str], row: tuple[Any, ...]
 ) -> dict[str, Any]:
     result = dict(zip(names, row, strict=True))
-    result["bucket"] = result["bucket"].replace(tzinfo=UTC)
+    result["bucket"] = stored_time(result["bucket"])
     if query.group_by is not None:
         result["group"] = _convert(_declared(dataset, query.group_by), result["group"])
     return result

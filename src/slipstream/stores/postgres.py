@@ -31,9 +31,11 @@ from slipstream.stores import (
     QuarantineQuery,
     StatsQuery,
     WriteResult,
+    summary_of,
 )
 from slipstream.stores import postgres_sql as q
 from slipstream.stores.coalesce import Coalescer
+from slipstream.stores.postgres_loaders import configure
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -152,6 +154,7 @@ class PostgresStore:
                 max_size=self._pool_max,
                 timeout=self._timeout,
                 kwargs={"autocommit": True},
+                configure=configure,
                 open=False,
                 name="slipstream",
             )
@@ -355,7 +358,13 @@ class PostgresStore:
     async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
         statements = self._statements_for(dataset)
         statement, params, names = statements.stats_query(query)
-        rows = await self._fetch(statement, params)
+        try:
+            rows = await self._fetch(statement, params)
+        except psycopg.errors.NumericValueOutOfRange:
+            # A float average whose running sums leave a double's range (values past about
+            # 1e154 already do): again in numeric, three times slower, so only then.
+            statement, params, names = statements.stats_query(query, exact=True)
+            rows = await self._fetch(statement, params)
         return [statements.stats_row(query, names, row) for row in rows]
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
@@ -374,13 +383,7 @@ class PostgresStore:
 
     async def summary(self, dataset: Dataset) -> DatasetSummary:
         rows = await self._fetch(self._statements_for(dataset).summary(), [])
-        count, quarantined, newest, stored = rows[0]
-        return DatasetSummary(
-            int(count),
-            int(quarantined),
-            q.utc(newest) if newest is not None else None,
-            q.utc(stored) if stored is not None else None,
-        )
+        return summary_of(*rows[0])
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:

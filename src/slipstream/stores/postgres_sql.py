@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
-import orjson
 import psycopg
 from psycopg import sql
 
@@ -20,6 +19,7 @@ from slipstream.datasets import Dataset, FieldSpec, FieldType
 from slipstream.errors import TerminalStoreError, TransientStoreError
 from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX, RECEIVED_COLUMN, Rejected
 from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
+from slipstream.stores.values import POSTGRES, stored_json, stored_time, time_param
 
 FIELDS_TABLE = "_slipstream_fields"
 BATCH_TABLE = "_slipstream_batch"
@@ -225,10 +225,10 @@ class Statements:
         event = dict(zip(self.names, row, strict=True))
         for i in self._times:
             if row[i] is not None:
-                event[self.names[i]] = row[i].replace(tzinfo=UTC)
+                event[self.names[i]] = stored_time(row[i])
         for i in self._json:
             if row[i] is not None:
-                event[self.names[i]] = orjson.loads(row[i])
+                event[self.names[i]] = stored_json(row[i])
         return event
 
     def _declared(self, name: str) -> FieldSpec:
@@ -263,14 +263,17 @@ class Statements:
         if query.after is not None:
             # A row comparison the (event time, key) indexes answer as one range.
             where.append(sql.SQL("({}, {}) < (%s, %s)").format(self.time, self.key))
-            params += [utc(query.after[0]), query.after[1]]
+            params += [time_param(query.after[0], POSTGRES), query.after[1]]
         statement = sql.SQL("{} WHERE {}").format(self.select, sql.SQL(" AND ").join(where))
         params.append(max(query.limit, 0))
         order = sql.SQL("{} ORDER BY {} DESC, {} DESC LIMIT %s")
         return order.format(statement, self.time, self.key), params
 
-    def stats_query(self, query: StatsQuery) -> tuple[sql.Composed, list[Any], list[str]]:
-        """SQL, parameters and the output names of its columns."""
+    def stats_query(
+        self, query: StatsQuery, *, exact: bool = False
+    ) -> tuple[sql.Composed, list[Any], list[str]]:
+        """SQL, parameters and the output names of its columns; `exact` averages floats in
+        numeric, which cannot overflow."""
         if query.bucket not in BUCKETS:
             raise ValueError(f"bucket must be one of {sorted(BUCKETS)}")
         where, params = self._where(query.filters, query.since, query.until)
@@ -285,7 +288,8 @@ class Statements:
         names.append("count")
         for spec in self.dataset.fields:
             if spec.type in ("int", "float"):
-                column = sql.Identifier(spec.name)
+                numeric = "::numeric" if exact and spec.type == "float" else ""
+                column = sql.SQL("{}" + numeric).format(sql.Identifier(spec.name))
                 columns.append(sql.SQL("avg({})::double precision").format(column))
                 names.append(f"avg_{spec.name}")
         keys = sql.SQL("1, 2" if query.group_by is not None else "1")
@@ -298,11 +302,11 @@ class Statements:
         self, query: StatsQuery, names: list[str], row: tuple[Any, ...]
     ) -> dict[str, Any]:
         result = dict(zip(names, row, strict=True))
-        result["bucket"] = result["bucket"].replace(tzinfo=UTC)
+        result["bucket"] = stored_time(result["bucket"])
         if query.group_by is not None:
             spec = self._declared(query.group_by)
             if spec.type == "timestamp" and result["group"] is not None:
-                result["group"] = result["group"].replace(tzinfo=UTC)
+                result["group"] = stored_time(result["group"])
         return result
 
     def quarantine_query(
