@@ -21,13 +21,14 @@ from slipstream.api.encoding import (
 )
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.query import Limit
+from slipstream.api.routing import GuardedRoute
 from slipstream.brokers import Outgoing
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import InvalidEvent
 from slipstream.stores import QuarantineQuery
 
-router = APIRouter(tags=["quarantine and dead letters"])
+router = APIRouter(tags=["quarantine and dead letters"], route_class=GuardedRoute)
 REPLAY_LIMIT = 10_000
 JSON = "application/json"
 

@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
+from slipstream.api.routing import GuardedRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=GuardedRoute)
 PING_TIMEOUT = 2.0
 
 

@@ -22,13 +22,14 @@ from slipstream.api.encoding import (
 )
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import filters_from, parse_time
+from slipstream.api.routing import GuardedRoute
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
 from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
 
-router = APIRouter(tags=["query"])
+router = APIRouter(tags=["query"], route_class=GuardedRoute)
 LIST_PARAMS = {"limit", "since", "until", "cursor"}
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
 Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
