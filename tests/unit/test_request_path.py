@@ -193,3 +193,12 @@ def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None:
         assert {k: answer.headers.get(k) for k in expected} == expected, answer.request.url
         assert answer.headers["x-request-id"]
     assert [a.status_code for a in answers] == [200, 200, 200, 200, 404, 404, 404, 401, 413]
+
+
+async def test_push_routes_refuse_two_authorization_headers(open_app: SlipstreamAPI) -> None:
+    # Pub/Sub push reads its OIDC token from the one Authorization header there must be.
+    twice = [("authorization", "Bearer token-one"), ("authorization", "Bearer token-two")]
+    for path in ("/push/pubsub/flights", "/push/sns/flights"):
+        answer = await call(open_app, "POST", path, twice, [b"{}"])
+        assert (answer.status, answer.reads) == (401, 0), path
+        assert "two Authorization headers" in answer.error()["message"]
