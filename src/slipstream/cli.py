@@ -117,6 +117,7 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
     import uvicorn
 
     from slipstream.api.app import create_app
+    from slipstream.api.protocol import bounded_protocol
 
     configure_observability(settings)
     runtime = _runtime(settings, with_api=True, with_worker=with_worker)
@@ -142,6 +143,9 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         access_log=False,  # RequestContext logs one line per request instead
         log_config=None,  # uvicorn's own lines go through our handler
         timeout_graceful_shutdown=int(settings.lease_seconds),
+        # Bounds on the head's size and time, and on connections: api/protocol.py.
+        http=bounded_protocol(settings),
+        ws="none",  # no WebSocket routes: an upgrade request is answered as plain HTTP
     )
     uvicorn.Server(config).run()
 

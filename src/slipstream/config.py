@@ -55,7 +55,37 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Port the API listens on.")
     max_body_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="Largest ingest body, after decompression (413)."
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body on any route, as sent and again after gzip "
+        "decompression (413).",
+    )
+    body_timeout: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="Longest pause, in seconds, while a request body arrives; the request is "
+        "then abandoned (408) and its connection closed.",
+    )
+    max_head_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request head (request line and headers); a larger one is refused "
+        "(431) and its connection closed.",
+    )
+    head_timeout: float = Field(
+        10,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a whole request head, from connecting or from "
+        "the previous answer on a kept-alive connection; the connection is closed after.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Connections served at once; past it each request is answered 503 with "
+        "Retry-After and its connection closed.",
     )
     batch_size: int = Field(
         2000, ge=1, le=100_000, description="Most events a worker writes at once."

@@ -79,6 +79,12 @@ def chromium_page(profile: Path) -> Iterator[tuple[Any, list[str]]]:
             browser.close()
 
 
+def page_shows(page: Any, expression: str) -> None:
+    """Wait until `expression` is true in the page. Playwright's wait_for_function polls with
+    eval(), which the app's Content-Security-Policy forbids; page.evaluate is not subject to it."""
+    wait_until(lambda: page.evaluate(expression), timeout=30, interval=0.1, what=expression)
+
+
 def test_the_status_page_draws_its_charts_in_a_browser(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -94,10 +100,9 @@ def test_the_status_page_draws_its_charts_in_a_browser(
             "request", lambda r: None if r.url.startswith(server.url) else offsite.append(r.url)
         )
         page.goto(f"{server.url}/status")
-        # wait_for_function polls the DOM until the page flags a draw with data, or times out.
-        page.wait_for_function(
-            "document.body.dataset.rendered === 'true' && +document.body.dataset.points >= 3",
-            timeout=30_000,
+        # Poll the DOM until the page flags a draw with data, or time out.
+        page_shows(
+            page, "document.body.dataset.rendered === 'true' && +document.body.dataset.points >= 3"
         )
         assert page.locator("section.chart canvas").count() == 5
         assert "ingested/s" in page.locator("section[data-chart=throughput] .now").inner_text()
@@ -120,13 +125,10 @@ def test_with_keys_the_page_asks_for_a_read_key_then_draws(tmp_path: Path) -> No
             form.wait_for(state="visible", timeout=30_000)
             page.fill("#key", "status-ingest-1")
             page.click("#key-form button")
-            page.wait_for_function(
-                "document.getElementById('key-error').textContent.includes('read')",
-                timeout=30_000,
-            )
+            page_shows(page, "document.getElementById('key-error').textContent.includes('read')")
             page.fill("#key", "status-reader-1")
             page.click("#key-form button")
-            page.wait_for_function("document.body.dataset.rendered === 'true'", timeout=30_000)
+            page_shows(page, "document.body.dataset.rendered === 'true'")
             assert form.is_hidden()
         # The browser logs the refused requests (401, 403) as errors; nothing else may fail.
         assert [e for e in console_errors if "401" not in e and "403" not in e] == []

@@ -28,7 +28,9 @@ def secured(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
-def served_by_short_path(client: TestClient, path: str, headers: dict[str, str]) -> bool:
+def served_by_short_path(
+    client: TestClient, path: str, headers: dict[str, str] | list[tuple[str, str]]
+) -> bool:
     """Whether PointReads answered: it marks the scope with its own route object."""
     seen: list[object] = []
     app = client.app
@@ -71,6 +73,55 @@ def test_keys_and_scopes_match_the_route(
     assert short.status_code == status
     assert (short.status_code, short.json()) == (framework.status_code, framework.json())
     assert served_by_short_path(secured, URL + event_id, headers) == (status == 200)
+
+
+Headers = list[tuple[str, str]]
+BEARER_READER = ("Authorization", "Bearer reader-key-1")
+AMBIGUOUS = "with different values; send one"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([BEARER_READER, BEARER_READER], 200),
+        ([BEARER_READER, ("Authorization", "Bearer nobody-at-all")], 401),
+        ([("Authorization", "Bearer nobody-at-all"), BEARER_READER], 401),
+        ([("Authorization", "Bearer ingest-key-1"), BEARER_READER], 401),
+        ([("Authorization", "Basic eHl6OnNlY3JldA=="), BEARER_READER], 401),
+        ([("X-API-Key", "reader-key-1"), ("X-API-Key", "reader-key-1")], 200),
+        ([("X-API-Key", "reader-key-1"), ("X-API-Key", "ingest-key-1")], 401),
+        ([("X-API-Key", "ingest-key-1"), ("X-API-Key", "reader-key-1")], 401),
+        ([("X-API-Key", "reader-key-1"), BEARER_READER, ("Authorization", "Bearer x-y-z-1")], 401),
+        ([("X-API-Key", "reader-key-1"), ("Authorization", "Bearer ingest-key-1")], 200),
+    ],
+)
+def test_repeated_credentials_get_one_answer_on_every_path(
+    secured: TestClient, headers: Headers, status: int
+) -> None:
+    event_id = flight_event(7)["id"]
+    answers = [
+        secured.get(URL + event_id, headers=headers),  # the short path
+        secured.get(URL + event_id + "?via=framework", headers=headers),
+        secured.get("/v1/datasets", headers=headers),
+    ]
+    assert [a.status_code for a in answers] == [status] * 3
+    if status == 401:
+        assert answers[0].json() == answers[1].json() == answers[2].json()
+        assert AMBIGUOUS in answers[0].json()["error"]["message"]
+    assert served_by_short_path(secured, URL + event_id, headers) == (status == 200)
+
+
+def test_an_open_api_refuses_repeated_credentials_too(tmp_path: Path) -> None:
+    with make_client(tmp_path) as client:
+        event = flight_event(8)
+        client.post("/v1/datasets/flights/events", json=event)
+        wait_until(lambda: client.get(URL + event["id"]).status_code == 200)
+        twice = [BEARER_READER, ("Authorization", "Bearer another-1")]
+        short = client.get(URL + event["id"], headers=twice)
+        framework = client.get(URL + event["id"] + "?via=framework", headers=twice)
+        assert (short.status_code, short.json()) == (framework.status_code, framework.json())
+        assert short.status_code == 401
+        assert AMBIGUOUS in short.json()["error"]["message"]
 
 
 def test_a_query_string_goes_to_the_framework(secured: TestClient) -> None:

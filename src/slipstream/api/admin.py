@@ -17,12 +17,13 @@ from slipstream.api.encoding import dumps, json_response, negotiated
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import text_problem
 from slipstream.api.query import Limit
+from slipstream.api.routing import GuardedRoute
 from slipstream.brokers import Outgoing, dead_letter_ids
 from slipstream.errors import BackendUnavailable
 from slipstream.events import InvalidEvent
 from slipstream.stores import QuarantineQuery
 
-router = APIRouter(tags=["quarantine and dead letters"])
+router = APIRouter(tags=["quarantine and dead letters"], route_class=GuardedRoute)
 REPLAY_LIMIT = 10_000
 JSON = "application/json"
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]

@@ -14,11 +14,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import __version__
-from slipstream.api import admin, health, ingest, push, query, status
+from slipstream.api import admin, docs, health, ingest, push, query, status
+from slipstream.api.body import BodyLimits
 from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
 from slipstream.api.point_reads import PointReads
+from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import RequestContext
 from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
@@ -119,14 +121,18 @@ def create_app(runtime: Runtime, *, server_process: bool = False) -> SlipstreamA
         version=__version__,
         summary="Events in through a broker or HTTP, into an analytics store, out through this API.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by api/docs.py from the package, not from a CDN
+        redoc_url=None,
         openapi_url="/openapi.json",
         dependencies=[Depends(refuse_unknown_params)],  # every route, one check
     )
+    app.router.route_class = GuardedRoute
+    settings = runtime.settings
     app.state.runtime = runtime
-    app.state.api_keys = runtime.settings.key_scopes()
+    app.state.api_keys = settings.key_scopes()
+    app.state.body_limits = BodyLimits(settings.max_body_bytes, settings.body_timeout)
     install_error_handlers(app)
-    for module in (ingest, query, admin, health, push, status):
+    for module in (ingest, query, admin, health, push, status, docs):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -1,19 +1,18 @@
 """Lookups every route shares: the runtime, and the dataset named in the path with its scope.
 
-The scope check and the dataset lookup are one dependency, so a request pays for one resolution
-(and a caller without the scope learns nothing of which datasets exist).
+A dataset dependency also declares the scope its route needs (api/auth.py); the route class has
+checked it before the dataset is looked up, so a caller without the scope learns nothing of which
+datasets exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from slipstream.api.auth import check_scope
+from slipstream.api.auth import Requires
 from slipstream.api.errors import ApiError
-from slipstream.config import Scope
 from slipstream.datasets import Dataset
 from slipstream.runtime import Runtime
 
@@ -23,9 +22,11 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def dataset_with(scope: Scope) -> Callable[[Request, str], Awaitable[Dataset]]:
-    async def resolve(request: Request, ds: str) -> Dataset:
-        check_scope(request, scope)
+class DatasetWithScope(Requires):
+    """The dataset named by the path's `ds`, for a route that needs this scope."""
+
+    async def __call__(self, request: Request, ds: str) -> Dataset:  # type: ignore[override]
+        self.verify(request)
         catalog = runtime_of(request).catalog
         dataset = catalog.get(ds)
         if dataset is None:
@@ -34,9 +35,7 @@ def dataset_with(scope: Scope) -> Callable[[Request, str], Awaitable[Dataset]]:
             )
         return dataset
 
-    return resolve
 
-
-ReadDataset = Annotated[Dataset, Depends(dataset_with("read"))]
-IngestDataset = Annotated[Dataset, Depends(dataset_with("ingest"))]
-AdminDataset = Annotated[Dataset, Depends(dataset_with("admin"))]
+ReadDataset = Annotated[Dataset, Depends(DatasetWithScope("read"))]
+IngestDataset = Annotated[Dataset, Depends(DatasetWithScope("ingest"))]
+AdminDataset = Annotated[Dataset, Depends(DatasetWithScope("admin"))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,15 +23,25 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "invalid_events",
+    431: "head_too_large",
     500: "internal",
     503: "unavailable",
 }
 
 
-class ApiError(Exception):
+def code_for(status: int) -> str:
+    return _CODES.get(status, "error")
+
+
+class ApiError(StarletteHTTPException):
+    """An answer with the JSON error body. It is an HTTPException so that FastAPI lets it through
+    unchanged when the body reader raises it while FastAPI parses a body (FastAPI turns any other
+    exception from there into a generic 400)."""
+
     def __init__(
         self,
         status: int,
@@ -40,12 +51,14 @@ class ApiError(Exception):
         details: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(status, message, headers)
         self.status = status
-        self.code = code or _CODES.get(status, "error")
+        self.code = code or code_for(status)
         self.message = message
         self.details = details
-        self.headers = headers
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def unavailable(what: str, exc: Exception) -> ApiError:
@@ -62,7 +75,11 @@ def error_body(status: int, code: str, message: str, details: Any = None) -> byt
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body = error_body(status, code, message, details)
     return Response(body, status, headers=headers, media_type="application/json")
@@ -82,7 +99,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed on {request.url.path}; see /docs"
     return error_response(
         exc.status_code,
-        _CODES.get(exc.status_code, "error"),
+        code_for(exc.status_code),
         message,
         None,
         dict(exc.headers) if exc.headers else None,

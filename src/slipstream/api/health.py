@@ -8,9 +8,10 @@ from starlette.responses import Response
 
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
+from slipstream.api.routing import GuardedRoute
 from slipstream.runtime import readiness
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=GuardedRoute)
 
 
 @router.get("/healthz", summary="The process is alive")

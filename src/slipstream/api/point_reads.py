@@ -19,8 +19,9 @@ import time
 from starlette.types import Scope, Send
 
 from slipstream import logs, otel
-from slipstream.api.auth import scopes_for
+from slipstream.api.auth import authorize
 from slipstream.api.errors import INTERNAL_MESSAGE, ApiError, error_body
+from slipstream.api.headers import SECURITY_HEADERS
 from slipstream.api.query import encoded_event
 from slipstream.api.tracing import REQUEST_ID, log_request, new_request_id, valid_request_id
 from slipstream.runtime import Runtime
@@ -28,6 +29,7 @@ from slipstream.runtime import Runtime
 PREFIX = "/v1/datasets/"
 TEMPLATE = "/v1/datasets/{ds}/events/{event_id}"
 JSON = (b"content-type", b"application/json")
+READ = frozenset({"read"})
 REQUEST_ID_HEADER = REQUEST_ID.encode()
 access_log = logging.getLogger("slipstream.access")
 errors_log = logging.getLogger("slipstream.api")
@@ -59,7 +61,7 @@ class PointReads:
         assert dataset is not None  # _target only matches declared datasets
         scope["route"] = ROUTE
         scope["path_params"] = {"ds": dataset_name, "event_id": event_id}
-        headers = [JSON, (REQUEST_ID_HEADER, request_id.encode())]
+        headers = [JSON, (REQUEST_ID_HEADER, request_id.encode()), *SECURITY_HEADERS]
         try:
             body = await encoded_event(self.runtime, dataset, event_id)
             status = 200
@@ -103,28 +105,16 @@ class PointReads:
             return None
         if parts[0] not in self.datasets or otel.enabled():
             return None
-        # One pass over the headers; the key precedence is auth.presented_key's: X-API-Key,
-        # then a Bearer token.
-        key: str | None = None
-        bearer: str | None = None
         request_id: str | None = None
         for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                key = key if key is not None else value.decode("latin-1")
-            elif name == b"authorization":
-                if bearer is None:
-                    scheme, _, token = value.decode("latin-1").partition(" ")
-                    if scheme.lower() == "bearer" and token.strip():
-                        bearer = token.strip()
-            elif name == REQUEST_ID_HEADER:
+            if name == REQUEST_ID_HEADER:
                 request_id = request_id or valid_request_id(value.decode("latin-1"))
             elif name == b"traceparent":
                 return None  # a trace to continue: the framework's stack carries it
-        if self.api_keys:
-            key = key if key is not None else bearer
-            if key is None:
-                return None
-            scopes = scopes_for(key, self.api_keys)
-            if scopes is None or "read" not in scopes:
-                return None
+        try:
+            # The framework's routes decide with the same function (api/routing.py); a request
+            # it refuses goes on to the framework, which gives the refusal its answer.
+            authorize(scope["headers"], self.api_keys, READ)
+        except ApiError:
+            return None
         return parts[0], parts[2], request_id or new_request_id()

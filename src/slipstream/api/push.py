@@ -28,7 +28,7 @@ from starlette.responses import Response
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
-from slipstream.api.ingest import RETRY_AFTER, publish_intake, read_body
+from slipstream.api.ingest import RETRY_AFTER, publish_intake
 from slipstream.api.push_access import (
     CLOSED_PUSH,
     OPEN_PUSH_WARNING,
@@ -37,6 +37,7 @@ from slipstream.api.push_access import (
     pubsub_access,
     pushed_dataset,
 )
+from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Outgoing
 from slipstream.datasets import Dataset
@@ -73,7 +74,7 @@ async def _warn_when_open(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(tags=["push"], lifespan=_warn_when_open)
+router = APIRouter(tags=["push"], lifespan=_warn_when_open, route_class=GuardedRoute)
 
 PUBSUB_DOC = """The body of a Google Pub/Sub **push subscription** (the default wrapped format):
 `{"message": {"data": BASE64, "attributes": {…}, "messageId": "…", "publishTime": "…"},
@@ -112,7 +113,7 @@ async def pubsub_push(request: Request, ds: str) -> Response:
         await check_pubsub_push(request, runtime.settings)
         dataset = pushed_dataset(request, runtime, ds)
         _check_backlog(runtime, dataset)
-        body = await read_body(request, runtime.settings.max_body_bytes)
+        body = await request.body()
         message_id, data = pubsub_message(body)
         answer, outcome = await _take_in(runtime, dataset, data, message_id, "pubsub")
     except ApiError as exc:
@@ -149,7 +150,7 @@ async def _sns(request: Request, runtime: Runtime, ds: str) -> tuple[Response, s
             "raw message delivery carries no signature to check; turn RawMessageDelivery off "
             "on the subscription"
         )
-    body = await read_body(request, runtime.settings.max_body_bytes)
+    body = await request.body()
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -89,7 +89,7 @@ def pushed_dataset(request: Request, runtime: Runtime, ds: str) -> Dataset:
     if dataset is not None:
         return dataset
     keys: dict[str, frozenset[str]] = request.app.state.api_keys
-    key = presented_key(request)
+    key = presented_key(request.scope["headers"])
     if not keys or (key is not None and scopes_for(key, keys) is not None):
         raise ApiError(
             404, f"no dataset named {ds!r}; known datasets: {', '.join(runtime.catalog.names)}"

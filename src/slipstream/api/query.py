@@ -15,6 +15,7 @@ from slipstream.api.deps import ReadDataset, runtime_of
 from slipstream.api.encoding import dumps, ndjson, negotiated, to_csv
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import checked_text, parse_time
+from slipstream.api.routing import GuardedRoute
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN
@@ -22,7 +23,7 @@ from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
 from slipstream.stores.values import position_text, position_time
 
-router = APIRouter(tags=["query"])
+router = APIRouter(tags=["query"], route_class=GuardedRoute)
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
 Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
 Until = Annotated[str | None, Query(description="Event time up to (exclusive), RFC 3339.")]

@@ -18,9 +18,10 @@ from slipstream.api.auth import require
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
+from slipstream.api.routing import GuardedRoute
 from slipstream.status_history import AVAILABILITY_OBJECTIVE, Point
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=GuardedRoute)
 # Only these names are served: a fixed list cannot be walked out of the folder.
 ASSETS = {
     "status.js": "text/javascript; charset=utf-8",

@@ -1,4 +1,5 @@
-"""Request id and trace context for every HTTP request, and its one-line request log.
+"""Request id and trace context for every HTTP request, its one-line request log, and the
+security headers of every answer (api/headers.py).
 
 `X-Request-ID` is kept when it is short and plain (else replaced by a fresh one) and echoed on
 the response; a W3C `traceparent` is continued. Both go into the log context and into the
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import logs, otel
+from slipstream.api.errors import INTERNAL_MESSAGE, error_response
+from slipstream.api.headers import SECURITY_HEADERS
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -57,6 +60,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+class _Stamped:
+    """`send` that stamps the answer's head with the request id and the security headers."""
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self.send = send
+        self.header = (REQUEST_ID.encode(), request_id.encode())
+        self.status: int | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), self.header, *SECURITY_HEADERS]
+        await self.send(message)
+
+
 class RequestContext:
     """Outermost middleware: everything inside, error answers included, sees the request id."""
 
@@ -87,20 +105,20 @@ class RequestContext:
                 logs.trace_id.set(parsed[0] if parsed else None),
                 _propagated.set(MappingProxyType(propagated)),
             )
-            header = (REQUEST_ID.encode(), request_id.encode())
+            answer = _Stamped(send, request_id)
             started = time.perf_counter()
-            status = 500
-
-            async def send_with_id(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), header]
-                await send(message)
-
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, answer)
+            except Exception:
+                if answer.status is None:
+                    # Answered here rather than by the app's handler, which runs outside every
+                    # middleware, so this 500 too carries the request id and the security
+                    # headers; that handler still logs the error.
+                    response = error_response(500, "internal", INTERNAL_MESSAGE)
+                    await response(scope, receive, answer)
+                raise
             finally:
+                status = answer.status or 500
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 if span is not None:
                     _finish(span, method, route, status)
