@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -158,6 +159,8 @@ async def deadletter(
             "raw": d.data.decode("utf-8", "replace"),
             "published_at": datetime.fromtimestamp(d.published_at).astimezone(),
             "dead_at": datetime.fromtimestamp(d.dead_at).astimezone(),
+            # Set when `raw` is only the head of a message too big to keep whole beside its reason.
+            "truncated": None if d.truncated is None else asdict(d.truncated),
         }
         for d in letters
     ]

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -34,6 +34,7 @@ from slipstream.brokers import DeadLetter, Delivery, Outgoing
 from slipstream.brokers.pubsub_messages import (
     Message,
     attributes_of,
+    check_size,
     dead_message,
     delivery_of,
     letter_of,
@@ -86,6 +87,7 @@ class PubSubBroker:
         self._names: dict[str, Names] = {}
         self._dead_locks: dict[str, asyncio.Lock] = {}
         self._attempts: OrderedDict[str, int] = OrderedDict()
+        self._buried: Counter[str] = Counter()
         self._closed = False
 
     @classmethod
@@ -177,9 +179,10 @@ class PubSubBroker:
 
     async def publish(self, dataset: str, messages: Sequence[Outgoing]) -> None:
         names = self._topic(dataset)
-        await self._publish(
-            names.topic, [(m.data, attributes_of(dataset, m.key, m.attributes)) for m in messages]
-        )
+        prepared = [(m.data, attributes_of(dataset, m.key, m.attributes)) for m in messages]
+        for data, attributes in prepared:
+            check_size(names.topic, data, attributes)
+        await self._publish(names.topic, prepared)
 
     async def _publish(self, topic: str, messages: Sequence[Message]) -> None:
         if not messages:
@@ -266,12 +269,20 @@ class PubSubBroker:
             else:
                 fresh.append(delivery)
         if worn:
-            letters = [dead_message(dataset, d, WORN.format(n), n) for d, n in worn]
+            topic = names.dead_topic
+            letters = [dead_message(topic, dataset, d, WORN.format(n), n) for d, n in worn]
             try:
                 await self._bury(names, letters, [d for d, _ in worn])
             except BackendUnavailable as exc:  # they come back after the lease and try again
                 log.warning("could not dead-letter %d worn-out messages: %s", len(worn), exc)
+            else:
+                self._buried[dataset] += len(worn)
         return fresh
+
+    def buried(self, dataset: str) -> int:
+        """What this instance buried; Pub/Sub's dead letter policy moves others itself."""
+        self._topic(dataset)
+        return self._buried[dataset]
 
     def _count(self, message_id: str) -> int:
         """Deliveries seen by this process, for subscriptions without a dead letter policy."""
@@ -309,7 +320,9 @@ class PubSubBroker:
 
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         names = self._topic(dataset)
-        letters = [dead_message(dataset, d, reason, d.delivery_count) for d in deliveries]
+        letters = [
+            dead_message(names.dead_topic, dataset, d, reason, d.delivery_count) for d in deliveries
+        ]
         await self._bury(names, letters, deliveries)
 
     async def _bury(

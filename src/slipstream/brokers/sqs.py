@@ -292,6 +292,12 @@ class SqsBroker:
 
     # --- dead letters ---------------------------------------------------------------------
 
+    def buried(self, dataset: str) -> int:
+        """Always 0: the queue's redrive policy moves worn-out messages, out of the broker's
+        sight (the dead letter queue's depth, in CloudWatch, counts them)."""
+        self._of(dataset)
+        return 0
+
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         """Send to the dead letter queue, then delete: a crash between leaves a duplicate."""
         resources = self._of(dataset)
