@@ -26,6 +26,7 @@ from slipstream.brokers.pubsub_messages import (
     dead_message,
     letter_id,
     letter_order,
+    replayable,
     request_size,
 )
 from slipstream.brokers.pubsub_resources import Target, limits, names_for, parse_url
@@ -111,6 +112,20 @@ def test_a_letter_near_the_request_limit_keeps_the_head_of_its_data_and_a_refere
     small, small_attributes = dead_message(topic, DATASET, delivery_of_size(100), "why", 1)
     assert len(small) == 100
     assert "truncated" not in small_attributes
+
+
+def test_a_dead_letter_too_big_to_publish_again_is_left_out_of_a_replay() -> None:
+    """A message near 10 MB moved by Pub/Sub's policy is over the limit once it carries the
+    dataset and event_id attributes again: replay leaves it where it is (logged), not a 500."""
+    from google.pubsub_v1 import types
+
+    def letter(message_id: str, size: int) -> Any:
+        message = types.PubsubMessage(data=b"z" * size, message_id=message_id)
+        return types.ReceivedMessage(ack_id=f"ack-{message_id}", message=message)
+
+    topic = f"projects/{PROJECT}/topics/p-flights"
+    items = [letter("1", MAX_REQUEST - 80), letter("2", 10)]
+    assert [item.message.message_id for item, _ in replayable(topic, DATASET, items)] == ["2"]
 
 
 def delivery_of_size(size: int) -> Delivery:

@@ -354,6 +354,24 @@ async def test_redrive_moves_a_message_to_the_dead_letters_after_n_receives(
     assert await broker.dead_letters(DATASET, 10, None) == []
 
 
+async def test_a_dead_letter_too_big_to_send_again_stays_and_the_others_are_replayed(
+    prefix: str, broker: SqsBroker, aws: tuple[Any, Any]
+) -> None:
+    """Another client may send SQS's own 1 MiB straight to the queue; redriven, such a message
+    is over what the broker sends (256 KiB): replay leaves it in the dead letters, not a 500."""
+    sqs, _ = aws
+    names = names_for(parse_url(f"sqs://us-east-1?prefix={prefix}"), DATASET)
+    dead_url = sqs.get_queue_url(QueueName=names.dead_queue)["QueueUrl"]
+    sqs.send_message(QueueUrl=dead_url, MessageBody="x" * 900_000)
+    sqs.send_message(QueueUrl=dead_url, MessageBody='{"small": true}')
+    assert len(await broker.dead_letters(DATASET, 10, None)) == 2
+    assert await broker.replay_dead_letters(DATASET, None) == 1
+    [again] = await broker.pull(DATASET, 10, wait=5)
+    assert again.data == b'{"small": true}'
+    [kept] = await broker.dead_letters(DATASET, 10, None)
+    assert len(kept.data) == 900_000
+
+
 def failing_first(
     real: Callable[..., Any], failures: list[dict[str, Any]], calls: list[int]
 ) -> Callable[..., Any]:

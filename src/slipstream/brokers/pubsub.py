@@ -39,7 +39,7 @@ from slipstream.brokers.pubsub_messages import (
     delivery_of,
     letter_of,
     letter_order,
-    replayed,
+    replayable,
 )
 from slipstream.brokers.pubsub_resources import (
     MAX_ACK_DEADLINE,
@@ -333,13 +333,11 @@ class PubSubBroker:
         await self._run(self._acknowledge, names.subscription, [d.handle for d in deliveries])
 
     async def backlog(self, dataset: str) -> int:
-        """Always 0: Pub/Sub has no cheap count of undelivered messages.
-
-        Its `num_undelivered_messages` lives in Cloud Monitoring (a minute or more late, another
-        API and role); a count kept in-process would be wrong as soon as one process publishes
-        and another acks. So ingest never answers 503 for backlog with this broker (it does when
-        a publish fails), and `counts_backlog` says so to whoever asks.
-        """
+        """Always 0: Pub/Sub has no cheap count of undelivered messages. Its
+        `num_undelivered_messages` lives in Cloud Monitoring (a minute or more late, another API
+        and role); a count kept in-process would be wrong as soon as one process publishes and
+        another acks. So ingest never answers 503 for backlog with this broker (it does when a
+        publish fails), and `counts_backlog` says so to whoever asks."""
         self._topic(dataset)
         return 0
 
@@ -361,20 +359,22 @@ class PubSubBroker:
         async with self._dead_locks[dataset]:
             while True:
                 held = await self._run(self._hold, names.dead_subscription)
-                chosen = [m for m in held if wanted is None or letter_of(m).id in wanted]
-                picked = {m.ack_id for m in chosen}
+                chosen = replayable(
+                    names.topic,
+                    dataset,
+                    [m for m in held if wanted is None or letter_of(m).id in wanted],
+                )
+                picked = {m.ack_id for m, _ in chosen}
                 rest = [m for m in held if m.ack_id not in picked]
                 try:
-                    await self._publish(names.topic, [replayed(dataset, m) for m in chosen])
-                    await self._run(
-                        self._acknowledge, names.dead_subscription, [m.ack_id for m in chosen]
-                    )
+                    await self._publish(names.topic, [message for _, message in chosen])
+                    await self._run(self._acknowledge, names.dead_subscription, list(picked))
                 except BaseException:
                     await self._release(names.dead_subscription, held)
                     raise
                 await self._release(names.dead_subscription, rest)
                 moved += len(chosen)
-                if wanted is not None or len(held) < PEEK_MAX:
+                if wanted is not None or len(held) < PEEK_MAX or not chosen:
                     return moved
 
     def _hold(self, subscription: str) -> list[ReceivedMessage]:

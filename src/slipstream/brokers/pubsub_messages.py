@@ -12,7 +12,8 @@ A publish request may be 10,000,000 bytes (the client library refuses more befor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from slipstream.errors import MessageTooLarge
 
 if TYPE_CHECKING:
     from google.pubsub_v1.types import ReceivedMessage
+
+log = logging.getLogger("slipstream.brokers.pubsub")
 
 DATASET, EVENT_ID = "dataset", "event_id"
 REASON, DELIVERIES, PUBLISHED_AT, TRUNCATED = "reason", "deliveries", "published_at", "truncated"
@@ -124,6 +127,27 @@ def replayed(dataset: str, item: ReceivedMessage) -> Message:
     }
     key = attributes.pop(EVENT_ID, "") or item.message.message_id
     return bytes(item.message.data), attributes_of(dataset, key, attributes)
+
+
+def replayable(
+    topic: str, dataset: str, items: Sequence[ReceivedMessage]
+) -> list[tuple[ReceivedMessage, Message]]:
+    """Letters with the messages to publish again; one that would now be over the request limit
+    (a message near 10 MB moved by the policy, given our attributes) stays, and is logged."""
+    chosen = []
+    for item in items:
+        message = replayed(dataset, item)
+        try:
+            check_size(topic, *message)
+        except MessageTooLarge as exc:
+            log.warning(
+                "dead letter %s stays: it cannot be published again (%s)",
+                item.message.message_id,
+                exc,
+            )
+            continue
+        chosen.append((item, message))
+    return chosen
 
 
 def letter_id(dead_at: float, message_id: str) -> str:
