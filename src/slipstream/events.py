@@ -20,7 +20,7 @@ import orjson
 import uuid_utils
 
 from slipstream.datasets import Dataset, FieldSpec
-from slipstream.storable import EVERYTHING, Hints, hints, refusal
+from slipstream.storable import EVERYTHING, NOTHING, Hints, hints, refusal
 
 # Columns the store keeps after the declared fields, in this order.
 EXTRA_COLUMN = "extra"
@@ -31,6 +31,7 @@ PROBE_ID_PREFIX = "probe-"
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 MAX_ID_LENGTH = 256  # characters: at most 1 KiB of UTF-8
 _ID = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+EDGE_YEARS = (1, 9999)
 
 
 def new_event_id() -> str:
@@ -118,20 +119,13 @@ class EventCodec:
             struct = msgspec.convert(event, self._struct)
         except msgspec.ValidationError as exc:
             raise InvalidEvent(str(exc).replace("`", "")) from None
-        if (why := refusal(event, look)) is not None:
+        if look is not NOTHING and (why := refusal(event, look)) is not None:
             raise InvalidEvent(why)
         for name in self._timestamp_names:
             stamp = getattr(struct, name)
             # Only a time on the first or last day of the calendar can leave it once in UTC.
-            if stamp is not None and stamp.year in (1, 9999) and stamp.tzinfo is not None:
-                try:
-                    stamp.astimezone(UTC)
-                except OverflowError:
-                    raise InvalidEvent(
-                        f"{stamp.isoformat()} is outside years 1-9999 once converted to UTC;"
-                        f" send a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
-                        f" - at $.{name}"
-                    ) from None
+            if stamp is not None and stamp.year in EDGE_YEARS:
+                _check_utc(name, stamp)
         return struct
 
     def row(
@@ -183,6 +177,18 @@ class EventCodec:
     def event_id(self, event: dict[str, Any]) -> str | None:
         value = event.get(self.key)
         return value if isinstance(value, str) else None
+
+
+def _check_utc(name: str, stamp: datetime) -> None:
+    if stamp.tzinfo is None:  # read as UTC
+        return
+    try:
+        stamp.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(
+            f"{stamp.isoformat()} is outside years 1-9999 once converted to UTC; send a time"
+            f" between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z - at $.{name}"
+        ) from None
 
 
 def now_utc() -> datetime:

@@ -14,7 +14,7 @@ import orjson
 
 from slipstream.brokers import Outgoing
 from slipstream.events import EventCodec, InvalidEvent, new_event_id
-from slipstream.storable import MAX_DEPTH, NUL_ESCAPE, Hints, hints
+from slipstream.storable import MAX_DEPTH, Hints, document_hints, hints
 
 
 class MalformedBody(ValueError):
@@ -94,9 +94,9 @@ def from_json(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> Int
         ) from None
     intake = Intake()
     events = document if isinstance(document, list) else [document]
-    # Scanned once for the whole body. Nesting is not looked for: a body of many events has
-    # many brackets, and each event is written back below, which fails past MAX_DEPTH.
-    look = Hints(nul=NUL_ESCAPE in body, deep=False)
+    # Scanned once for the whole body; each event is written back below, which fails past
+    # MAX_DEPTH.
+    look = document_hints(body)
     for index, event in enumerate(events):
         try:
             _take(intake, codec, index, event, None, attributes, look)

@@ -2,35 +2,48 @@
 (PostgreSQL text and jsonb refuse it) and objects or arrays nested deeper than MAX_DEPTH (orjson
 writes no deeper, and the stores write JSON back with it).
 
-Both are rare and a walk through every value costs more than the rest of validation, so the raw
-JSON text is scanned first (C-speed byte searches) and the value walked only when the text could
-hold one: JSON can write U+0000 only as the escape `\\u0000` (raw control characters are invalid
-JSON), and nesting N deep takes at least N brackets.
+Both are rare, and a walk through every value costs more than the rest of validation, so the raw
+JSON text is scanned first and the value walked only when the text could hold one: JSON can write
+U+0000 only as the escape `\\u0000` (raw control characters are invalid JSON), and most texts
+have no backslash at all (one memchr); nesting N deep takes N opening brackets, and as many
+closing ones.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
-NUL_ESCAPE = b"\\u0000"
+NUL_ESCAPE, BACKSLASH = b"\\u0000", ord("\\")
 MAX_DEPTH = 254  # containers nested in an event, the event counted: orjson.dumps' own limit
 NUL_REFUSED = "U+0000 (NUL) is not allowed in text (PostgreSQL cannot store it); remove it"
 TOO_DEEP = f"objects and arrays are nested more than {MAX_DEPTH} deep; flatten the event"
 
 
-class Hints(NamedTuple):
-    """What a walk must look for, as far as the raw text tells."""
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """What the JSON text of an event may hold, so what validation must look for."""
 
     nul: bool
     deep: bool
 
 
-EVERYTHING, NOTHING = Hints(True, True), Hints(False, False)
+# Made once: hints() runs for every event, and building an instance costs more than the scan.
+_ALL = tuple(Hints(bool(i & 2), bool(i & 1)) for i in range(4))
+NOTHING, EVERYTHING = _ALL[0], _ALL[3]
 
 
 def hints(text: bytes) -> Hints:
-    """What the JSON `text` of one event (or of a document of events) may hold."""
-    return Hints(NUL_ESCAPE in text, text.count(b"[") + text.count(b"{") > MAX_DEPTH)
+    """What the JSON `text` of one event may hold. (Inline: it runs for every event.)"""
+    nul = BACKSLASH in text and NUL_ESCAPE in text
+    deep = len(text) > 2 * MAX_DEPTH and text.count(b"[") + text.count(b"{") > MAX_DEPTH
+    return _ALL[nul << 1 | deep]
+
+
+def document_hints(text: bytes) -> Hints:
+    """What the events of a JSON document of many events may hold, nesting left out (a body of
+    many events has many brackets; the caller sees a too deep event when writing it back)."""
+    return _ALL[(BACKSLASH in text and NUL_ESCAPE in text) << 1]
 
 
 def refusal(value: Any, look: Hints = EVERYTHING) -> str | None:

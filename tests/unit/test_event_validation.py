@@ -131,6 +131,20 @@ def test_times_outside_years_1_to_9999_in_utc_are_refused(field: str, stamp: str
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        b'{"id": "r-1", "at": "\\u0039999-12-31T23:59:59-14:00"}',  # an escaped digit
+        b'{"id": "r-1", "at": "9999\\u002d12-31T23:59:59-14:00"}',  # an escaped dash
+    ],
+)
+def test_times_written_with_escapes_are_refused_as_well(text: bytes) -> None:
+    """JSON may escape any character: the year need not appear as it reads."""
+    reasons = verdicts(text)
+    assert reasons == [reasons[0]] * 3
+    assert reasons[0].startswith("9999-12-31T23:59:59-14:00 is outside years 1-9999")
+
+
+@pytest.mark.parametrize(
     "stamp", ["9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59Z"]
 )
 def test_times_at_the_edges_but_inside_are_accepted(stamp: str) -> None:
