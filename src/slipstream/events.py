@@ -2,6 +2,11 @@
 
 The same codec serves the API (to answer a producer at once) and the worker (which must check
 again: producers may publish straight onto the broker).
+
+Validation refuses what some store could not keep, the same whatever the store, so that no event
+is accepted and then refused at the write: U+0000 in any string or object key and nesting too
+deep (storable.py), a time outside years 1-9999 once in UTC (Python, BigQuery), an event id that
+is empty or longer than MAX_ID_LENGTH characters (a PostgreSQL index entry, a Pub/Sub attribute).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import orjson
 import uuid_utils
 
 from slipstream.datasets import Dataset, FieldSpec
+from slipstream.storable import EVERYTHING, NOTHING, Hints, hints, refusal
 
 # Columns the store keeps after the declared fields, in this order.
 EXTRA_COLUMN = "extra"
@@ -23,6 +29,9 @@ RECEIVED_COLUMN = "_received_at"
 # lists, stats and row counts. Stores write it into SQL as a literal, so it stays letters and "-".
 PROBE_ID_PREFIX = "probe-"
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+MAX_ID_LENGTH = 256  # characters: at most 1 KiB of UTF-8
+_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+EDGE_YEARS = (1, 9999)
 
 
 def new_event_id() -> str:
@@ -30,11 +39,11 @@ def new_event_id() -> str:
     return str(uuid_utils.uuid7())
 
 
-def _python_type(spec: FieldSpec) -> Any:
+def _python_type(spec: FieldSpec, is_key: bool) -> Any:
     base: Any
     match spec.type:
         case "string":
-            base = str
+            base = _ID if is_key else str
         case "int":
             base = _INT64
         case "float":
@@ -82,7 +91,7 @@ class EventCodec:
         self.dataset = dataset
         struct_fields: list[Any] = []
         for spec in dataset.fields:
-            kind = _python_type(spec)
+            kind = _python_type(spec, spec.name == dataset.key)
             if spec.required:
                 struct_fields.append((spec.name, kind))
             else:
@@ -95,23 +104,41 @@ class EventCodec:
         self.columns = (*dataset.field_names, EXTRA_COLUMN, RECEIVED_COLUMN)
         names = dataset.field_names
         self._timestamps = tuple(i for i, f in enumerate(dataset.fields) if f.type == "timestamp")
+        self._timestamp_names = tuple(names[i] for i in self._timestamps)
         self._json = tuple(i for i, f in enumerate(dataset.fields) if f.type == "json")
         self._key_index = names.index(dataset.key)
         self._needs_fixing = bool(self._timestamps or self._json)
 
-    def validate(self, event: Any) -> msgspec.Struct:
-        """Check one decoded JSON value; raise InvalidEvent naming the field path."""
+    def validate(self, event: Any, look: Hints = EVERYTHING) -> msgspec.Struct:
+        """Check one decoded JSON value; raise InvalidEvent naming the field path.
+
+        `look`: what its JSON text may hold (`storable.hints`), all of it when unknown."""
         if not isinstance(event, dict):
             raise InvalidEvent(f"expected a JSON object, got {type(event).__name__}")
         try:
-            return msgspec.convert(event, self._struct)
+            struct = msgspec.convert(event, self._struct)
         except msgspec.ValidationError as exc:
             raise InvalidEvent(str(exc).replace("`", "")) from None
+        if look is not NOTHING and (why := refusal(event, look)) is not None:
+            raise InvalidEvent(why)
+        for name in self._timestamp_names:
+            stamp = getattr(struct, name)
+            # Only a time on the first or last day of the calendar can leave it once in UTC.
+            if stamp is not None and stamp.year in EDGE_YEARS:
+                _check_utc(name, stamp)
+        return struct
 
-    def row(self, event: dict[str, Any], key: str, received_at: datetime) -> tuple[Any, ...]:
+    def row(
+        self, event: dict[str, Any], key: str, received_at: datetime, look: Hints = EVERYTHING
+    ) -> tuple[Any, ...]:
         """Validate `event` and return its store row; `key` fills a missing event id."""
-        values = list(msgspec.structs.astuple(self.validate(event)))
+        values = list(msgspec.structs.astuple(self.validate(event, look)))
         if values[self._key_index] is None:
+            if "\x00" in key or len(key) > MAX_ID_LENGTH:
+                raise InvalidEvent(
+                    f"the event has no {self.key} and its message key cannot be one (U+0000, or"
+                    f" over {MAX_ID_LENGTH} characters); send the event with an {self.key}"
+                )
             values[self._key_index] = key
         if self._needs_fixing:
             for i in self._timestamps:
@@ -140,7 +167,7 @@ class EventCodec:
         for index, (key, data, received_at) in enumerate(messages):
             try:
                 event = orjson.loads(data)
-                rows.rows.append(self.row(event, key, received_at))
+                rows.rows.append(self.row(event, key, received_at, hints(data)))
             except orjson.JSONDecodeError as exc:
                 rejected.append((index, Rejected(key, f"not valid JSON: {exc}", data, received_at)))
             except InvalidEvent as exc:
@@ -150,6 +177,18 @@ class EventCodec:
     def event_id(self, event: dict[str, Any]) -> str | None:
         value = event.get(self.key)
         return value if isinstance(value, str) else None
+
+
+def _check_utc(name: str, stamp: datetime) -> None:
+    if stamp.tzinfo is None:  # read as UTC
+        return
+    try:
+        stamp.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(
+            f"{stamp.isoformat()} is outside years 1-9999 once converted to UTC; send a time"
+            f" between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z - at $.{name}"
+        ) from None
 
 
 def now_utc() -> datetime:

@@ -14,6 +14,7 @@ import orjson
 
 from slipstream.brokers import Outgoing
 from slipstream.events import EventCodec, InvalidEvent, new_event_id
+from slipstream.storable import MAX_DEPTH, Hints, document_hints, hints
 
 
 class MalformedBody(ValueError):
@@ -38,9 +39,10 @@ def _take(
     event: Any,
     raw: bytes | None,
     attributes: dict[str, str],
+    look: Hints,
 ) -> None:
     try:
-        codec.validate(event)
+        codec.validate(event, look)
     except InvalidEvent as exc:
         intake.rejected.append({"index": index, "error": str(exc)})
         data = raw if raw is not None else orjson.dumps(event)
@@ -75,7 +77,7 @@ def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> I
             )
             intake.messages.append(Outgoing(new_event_id(), line, attributes))
         else:
-            _take(intake, codec, index, event, line, attributes)
+            _take(intake, codec, index, event, line, attributes, hints(line))
         index += 1
     return intake
 
@@ -92,6 +94,15 @@ def from_json(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> Int
         ) from None
     intake = Intake()
     events = document if isinstance(document, list) else [document]
+    # Scanned once for the whole body; each event is written back below, which fails past
+    # MAX_DEPTH.
+    look = document_hints(body)
     for index, event in enumerate(events):
-        _take(intake, codec, index, event, None, attributes)
+        try:
+            _take(intake, codec, index, event, None, attributes, look)
+        except orjson.JSONEncodeError:  # "Recursion limit reached"
+            raise MalformedBody(
+                f"event {index} has objects and arrays nested more than {MAX_DEPTH} deep;"
+                " flatten it (nothing of the body was accepted)"
+            ) from None
     return intake

@@ -73,7 +73,8 @@ class Metrics:
         )
         self.events_dead_lettered = Counter(
             "slipstream_events_dead_lettered",
-            "Messages moved to the dead letters by the worker.",
+            "Messages dead-lettered: by the worker (terminal_error), or by the broker's pulls after"
+            " max deliveries (max_deliveries; not SQS's redrive nor Pub/Sub's own policy).",
             ["dataset", "reason"],
             registry=r,
         )

@@ -2,10 +2,14 @@
 
 It knows brokers and stores only through their Protocols and acts on error classes alone:
 - invalid events → quarantine with the reason (in the same commit as the valid ones);
-- TerminalStoreError → split the batch until the culprit stands alone, then dead-letter it;
+- TerminalStoreError → split the batch until each culprit stands alone, then dead-letter it; the
+  other messages are written and acked whatever happens to it (a culprit whose dead letter cannot
+  be sent now is nacked alone, and the broker buries it after `max_deliveries`);
 - BackendUnavailable (TransientStoreError included) → nack with backoff, then stop pulling until
   the store answers a ping again, so an outage costs each message one delivery, not all of them;
 - a broker failing an ack → pause and go on: the messages return after their lease.
+While it backs off, the worker pings the backend that failed every PING_INTERVAL and resumes as
+soon as one that was down answers again; one that answered throughout gets the whole backoff.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,7 +27,7 @@ from slipstream.brokers import Broker, Delivery
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, Dataset
 from slipstream.errors import BackendUnavailable, TerminalStoreError
-from slipstream.events import EventCodec
+from slipstream.events import EventCodec, Rejected
 from slipstream.metrics import Metrics
 from slipstream.stores import Store
 
@@ -31,6 +35,8 @@ log = logging.getLogger("slipstream.worker")
 MAX_BACKOFF = 30.0
 LOGGED_IDS = 5  # request and trace ids named in a batch line; a batch may carry thousands
 QUARANTINE_LINES = 10  # quarantined events logged one by one per batch; the rest are counted
+PING_INTERVAL = 0.2  # seconds between pings of a backend the worker waits for
+PING_TIMEOUT = 5.0  # a ping not answered by then counts as down
 
 
 class StoreDown(Exception):
@@ -53,6 +59,7 @@ class Worker:
         self.metrics = metrics
         self.codecs = {d.name: EventCodec(d) for d in catalog}
         self._stopping = asyncio.Event()
+        self._buried: dict[str, int] = {}  # dataset → broker.buried() when last read
 
     def stop(self) -> None:
         """Finish the batches in hand, then return from `run` (cancelling `run` releases them)."""
@@ -73,8 +80,10 @@ class Worker:
             except BackendUnavailable as exc:
                 failures += 1
                 log.warning("broker unavailable for %s: %s", dataset.name, exc)
-                await self._pause(failures)
+                await self._recover(self.broker.ping, failures)
                 continue
+            finally:
+                self._count_buried(dataset.name)
             if not deliveries:
                 continue
             try:
@@ -82,13 +91,20 @@ class Worker:
                 failures = 0
             except StoreDown:
                 failures += 1
-                await self._wait_for_store(failures)
+                await self._recover(self.store.ping, failures)
             except BackendUnavailable as exc:
                 # The broker failed an ack, nack or dead-letter. Nothing is lost: unacked
                 # messages come back after their lease, and the store ignores what it holds.
                 failures += 1
                 log.warning("broker unavailable for %s: %s", dataset.name, exc)
-                await self._pause(failures)
+                await self._recover(self.broker.ping, failures)
+
+    def _count_buried(self, name: str) -> None:
+        """Count what the broker's pulls dead-lettered for max deliveries since the last look."""
+        total = self.broker.buried(name)
+        if (new := total - self._buried.get(name, 0)) > 0:
+            self.metrics.events_dead_lettered.labels(name, "max_deliveries").inc(new)
+        self._buried[name] = total
 
     async def process(self, dataset: Dataset, deliveries: Sequence[Delivery]) -> None:
         """Write one batch and ack it; raise StoreDown after nacking it when the store fails."""
@@ -120,31 +136,56 @@ class Worker:
     async def _write(
         self, dataset: Dataset, deliveries: Sequence[Delivery], origins: Origins | None = None
     ) -> None:
+        """Write one batch and ack it; split it if the store refuses it for good; nack it and
+        raise StoreDown if the store cannot take it now."""
+        refused = await self._attempt(dataset, deliveries, origins)
+        if refused is not None:
+            await self._isolate(dataset, deliveries, refused)
+
+    async def _attempt(
+        self, dataset: Dataset, deliveries: Sequence[Delivery], origins: Origins | None = None
+    ) -> TerminalStoreError | None:
+        """Write and ack `deliveries`, or return the store's refusal (nothing acked)."""
         codec = self.codecs[dataset.name]
         rows, rejected = codec.decode(
-            [(d.key, d.data, datetime.fromtimestamp(d.published_at, UTC)) for d in deliveries]
+            [(d.key, d.data, _received_at(d.published_at)) for d in deliveries]
         )
         started = time.perf_counter()
         try:
             result = await self.store.write(dataset, rows, [r for _, r in rejected])
         except TerminalStoreError as exc:
             self.metrics.store_errors.labels(dataset.name, "terminal").inc()
-            await self._isolate(dataset, deliveries, exc)
-            return
+            return exc
         except BackendUnavailable as exc:
             self.metrics.store_errors.labels(dataset.name, "transient").inc()
             delay = _backoff(max(d.delivery_count for d in deliveries))
             log.warning(
                 "store write failed for %s (%s); retrying in %.1fs", dataset.name, exc, delay
             )
-            await self.broker.nack(dataset.name, deliveries, delay)
+            await self._give_back(dataset, deliveries, delay)
             raise StoreDown(str(exc)) from exc
         committed = time.time()
         self.metrics.write_latency.labels(dataset.name).observe(time.perf_counter() - started)
         await self.broker.ack(dataset.name, deliveries)
+        self._record(dataset, deliveries, origins, result.inserted, len(rows), rejected)
+        freshness = self.metrics.freshness.labels(dataset.name)
+        for delivery in deliveries:
+            freshness.observe(max(0.0, committed - delivery.published_at))
+        return None
+
+    def _record(
+        self,
+        dataset: Dataset,
+        deliveries: Sequence[Delivery],
+        origins: Origins | None,
+        inserted: int,
+        valid: int,
+        rejected: Sequence[tuple[int, Rejected]],
+    ) -> None:
+        """Metrics and log lines of a batch written and acked."""
         name = dataset.name
-        self.metrics.events_written.labels(name).inc(result.inserted)
-        self.metrics.events_duplicate.labels(name).inc(len(rows) - result.inserted)
+        self.metrics.events_written.labels(name).inc(inserted)
+        self.metrics.events_duplicate.labels(name).inc(valid - inserted)
         for _, item in rejected:
             reason = "invalid_json" if item.reason.startswith("not valid JSON") else "schema"
             self.metrics.events_quarantined.labels(name, reason).inc()
@@ -154,8 +195,8 @@ class Worker:
             extra={
                 "dataset": name,
                 "batch_size": len(deliveries),
-                "written": result.inserted,
-                "duplicates": len(rows) - result.inserted,
+                "written": inserted,
+                "duplicates": valid - inserted,
                 "quarantined": len(rejected),
                 "request_ids": origins.request_ids,
                 "trace_ids": origins.trace_ids(),
@@ -166,41 +207,107 @@ class Worker:
                 "event quarantined",
                 extra=_of_message(deliveries[index], dataset=name, reason=item.reason[:300]),
             )
-        freshness = self.metrics.freshness.labels(name)
-        for delivery in deliveries:
-            freshness.observe(max(0.0, committed - delivery.published_at))
 
     async def _isolate(
         self, dataset: Dataset, deliveries: Sequence[Delivery], error: TerminalStoreError
     ) -> None:
-        """Halve a batch the store refused until the message at fault is alone, then dead-letter it."""
-        if len(deliveries) == 1:
-            log.error(
-                "dead-lettering message %s of %s: %s",
-                deliveries[0].key,
-                dataset.name,
-                error,
-                extra=_of_message(deliveries[0], dataset=dataset.name),
-            )
-            await self.broker.dead_letter(dataset.name, deliveries, f"store refused it: {error}")
-            self.metrics.events_dead_lettered.labels(dataset.name, "terminal_error").inc()
-            return
-        middle = len(deliveries) // 2
-        for half in (deliveries[:middle], deliveries[middle:]):
-            await self._write(dataset, half)
-
-    async def _wait_for_store(self, failures: int) -> None:
-        while not self._stopping.is_set():
-            await self._pause(failures)
+        """Halve a batch the store refused until each message at fault is alone, and dead-letter
+        it. Each part's fate is its own: a failed ack or dead letter leaves the others going; a
+        store gone down gives back all that is left, and raises StoreDown."""
+        pending: list[tuple[Sequence[Delivery], TerminalStoreError | None]] = [(deliveries, error)]
+        broker_error: BackendUnavailable | None = None
+        while pending:
+            part, refused = pending.pop()
             try:
-                await self.store.ping()
-                return
-            except BackendUnavailable:
-                failures += 1
+                refused = refused or await self._attempt(dataset, part)
+            except StoreDown:
+                rest = [d for waiting, _ in pending for d in waiting]
+                await self._give_back(dataset, rest, _backoff(max(d.delivery_count for d in part)))
+                raise
+            except BackendUnavailable as exc:  # the ack: the part comes back after its lease
+                broker_error = broker_error or exc
+                continue
+            if refused is None:
+                continue
+            if len(part) == 1:
+                await self._dead_letter(dataset, part[0], refused)
+                continue
+            middle = len(part) // 2
+            pending += [(part[middle:], None), (part[:middle], None)]
+        if broker_error is not None:
+            raise broker_error
 
-    async def _pause(self, failures: int) -> None:
+    async def _dead_letter(
+        self, dataset: Dataset, culprit: Delivery, error: TerminalStoreError
+    ) -> None:
+        """Dead-letter one message the store refuses; if the broker cannot take the letter now,
+        nack it alone with backoff (after `max_deliveries` the broker buries it on its own)."""
+        name = dataset.name
+        log.error(
+            "dead-lettering message %s of %s: %s",
+            culprit.key,
+            name,
+            error,
+            extra=_of_message(culprit, dataset=name),
+        )
+        try:
+            await self.broker.dead_letter(name, [culprit], f"store refused it: {error}")
+        except BackendUnavailable as exc:
+            delay = _backoff(culprit.delivery_count)
+            log.warning(
+                "could not dead-letter message %s of %s (%s); it comes back in %.1fs",
+                culprit.key,
+                name,
+                exc,
+                delay,
+                extra=_of_message(culprit, dataset=name),
+            )
+            await self._give_back(dataset, [culprit], delay)
+            return
+        self.metrics.events_dead_lettered.labels(name, "terminal_error").inc()
+
+    async def _give_back(
+        self, dataset: Dataset, deliveries: Sequence[Delivery], delay: float
+    ) -> None:
+        """Nack, visible again after `delay`; a broker that cannot take the nack lets the lease
+        do it."""
+        if not deliveries:
+            return
+        try:
+            await self.broker.nack(dataset.name, deliveries, delay)
+        except BackendUnavailable as exc:
+            log.warning(
+                "could not nack %d messages of %s (%s); they return after the lease",
+                len(deliveries),
+                dataset.name,
+                exc,
+            )
+
+    async def _recover(self, ping: Callable[[], Awaitable[None]], failures: int) -> None:
+        """Wait after `failures` failures in a row: the backoff, cut short when the backend
+        (pinged every PING_INTERVAL meanwhile) was down and answers again. One that answers from
+        the first ping, or answers only after the backoff, is waited for no longer than that."""
+        deadline = time.monotonic() + _backoff(failures)
+        was_down = False
+        while not self._stopping.is_set():
+            up = await self._answers(ping)
+            remaining = deadline - time.monotonic()
+            if up and (was_down or remaining <= 0):
+                return
+            was_down = was_down or not up
+            await self._pause(PING_INTERVAL if not up else min(PING_INTERVAL, remaining))
+
+    async def _answers(self, ping: Callable[[], Awaitable[None]]) -> bool:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                await ping()
+        except (BackendUnavailable, TimeoutError):
+            return False
+        return True
+
+    async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), _backoff(failures))
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +347,14 @@ def _of_message(delivery: Delivery, **fields: str) -> dict[str, str]:
     if (parsed := otel.parse_traceparent(delivery.attributes.get("traceparent"))) is not None:
         fields["trace_id"] = parsed[0]
     return fields
+
+
+def _received_at(published_at: float) -> datetime:
+    """When the broker took the message in; now, should a broker hand a time out of range."""
+    try:
+        return datetime.fromtimestamp(published_at, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.now(UTC)
 
 
 def _backoff(attempt: int) -> float:

@@ -3,19 +3,28 @@
 SLIPSTREAM_TEST_BACKENDS=local,duckdb (comma separated names) narrows the run; by default every
 backend whose service is reachable runs. Each factory gets a unique name and a temp directory, so
 tests never share a topic, queue or table.
+
+A broker entry also says how another client publishes onto it with that service's own client and
+no attributes at all (`publish_raw`), as producers that skip Slipstream do, and the largest such
+message the service takes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from slipstream.brokers import Outgoing, create_broker
 from slipstream.config import Settings
 from tests import moto_server, pubsub_emulator
 from tests.conftest import port_open
+
+# Publishes bodies onto a dataset's topic as another client would: (settings, dataset, bodies).
+RawPublish = Callable[[Settings, str, Sequence[bytes]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,11 @@ class Backend:
     unavailable: Callable[[], str | None] = lambda: None
     # Removes what a test made under its token, where closing the backend leaves it behind.
     cleanup: Callable[[str], Awaitable[None]] | None = None
+    publish_raw: RawPublish | None = None
+    largest_raw: int = 0  # bytes of the largest message publish_raw gets accepted
+    # Whether `pull` buries a worn-out message itself (so `buried` counts it); None: the service
+    # may move it first.
+    buries_worn: bool | None = True
 
 
 async def drop_nats_streams(prefix: str) -> None:
@@ -47,12 +61,83 @@ def _settings(tmp: Path, **values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+async def publish_local(settings: Settings, dataset: str, bodies: Sequence[bytes]) -> None:
+    """Another process's broker on the same file, publishing without keys."""
+    broker = create_broker(settings)
+    await broker.open([dataset])
+    try:
+        await broker.publish(dataset, [Outgoing("", body) for body in bodies])
+    finally:
+        await broker.close()
+
+
+async def publish_nats(settings: Settings, dataset: str, bodies: Sequence[bytes]) -> None:
+    """nats-py's JetStream publish, without headers (so without Nats-Msg-Id)."""
+    import nats
+
+    from slipstream.brokers.nats_resources import Topic, parse_url
+
+    servers, options = parse_url(settings.broker_url)
+    connection = await nats.connect(servers)
+    try:
+        jetstream = connection.jetstream()
+        for body in bodies:
+            await jetstream.publish(Topic.of(options.prefix, dataset).subject, body)
+    finally:
+        await connection.close()
+
+
+async def publish_sqs(settings: Settings, dataset: str, bodies: Sequence[bytes]) -> None:
+    """boto3, without message attributes: to the topic with SNS, else to the queue."""
+    import boto3
+
+    from slipstream.brokers.sqs_resources import names_for, parse_url
+
+    target = parse_url(settings.broker_url)
+    names = names_for(target, dataset)
+
+    def send() -> None:
+        if target.sns:
+            sns = boto3.client("sns", region_name=target.region)
+            arn = sns.create_topic(Name=names.topic)["TopicArn"]  # exists: returns its ARN
+            for body in bodies:
+                sns.publish(TopicArn=arn, Message=body.decode())
+            return
+        sqs = boto3.client("sqs", region_name=target.region)
+        url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
+        for body in bodies:
+            sqs.send_message(QueueUrl=url, MessageBody=body.decode())
+
+    await asyncio.to_thread(send)
+
+
+async def publish_pubsub(settings: Settings, dataset: str, bodies: Sequence[bytes]) -> None:
+    """google-cloud-pubsub's PublisherClient, without attributes."""
+    from google.cloud import pubsub_v1
+
+    from slipstream.brokers.pubsub_resources import names_for, parse_url
+
+    topic = names_for(parse_url(settings.broker_url), dataset).topic
+
+    def send() -> None:
+        publisher = pubsub_v1.PublisherClient()
+        try:
+            for future in [publisher.publish(topic, body) for body in bodies]:
+                future.result(timeout=60)
+        finally:
+            publisher.stop()
+
+    await asyncio.to_thread(send)
+
+
 BROKER_BACKENDS = [
     Backend(
         "local",
         lambda tmp, token: _settings(
             tmp, broker_url=f"local:///{tmp / 'queue.db'}", lease_seconds=1, max_deliveries=3
         ),
+        publish_raw=publish_local,
+        largest_raw=4 * 1024 * 1024,  # no limit of its own: a size no other broker takes
     ),
     Backend(
         "nats",
@@ -64,6 +149,8 @@ BROKER_BACKENDS = [
         ),
         lambda: None if port_open("127.0.0.1", 4222) else "nothing listens on 127.0.0.1:4222",
         lambda token: drop_nats_streams(f"t{token}"),
+        publish_raw=publish_nats,
+        largest_raw=1024 * 1024,  # the server's max_payload, by default
     ),
     Backend(
         "pubsub",
@@ -75,6 +162,11 @@ BROKER_BACKENDS = [
             max_deliveries=5,
         ),
         pubsub_emulator.unavailable,
+        publish_raw=publish_pubsub,
+        # Pub/Sub takes 10 MB, but the emulator delivers no message over gRPC's default 4 MiB
+        # (test_pubsub_broker.py sizes letters near 10 MB without it).
+        largest_raw=4_000_000,
+        buries_worn=None,  # the subscription's dead letter policy moves it at the same count
     ),
     Backend(
         "sqs",
@@ -85,6 +177,9 @@ BROKER_BACKENDS = [
         ),
         moto_server.unavailable,
         lambda token: moto_server.delete_resources(f"t{token}"),
+        publish_raw=publish_sqs,
+        largest_raw=256 * 1024,  # SNS's limit
+        buries_worn=False,  # the queue's redrive policy moves it
     ),
     Backend(
         "sqs-direct",
@@ -96,6 +191,9 @@ BROKER_BACKENDS = [
         ),
         moto_server.unavailable,
         lambda token: moto_server.delete_resources(f"t{token}"),
+        publish_raw=publish_sqs,
+        largest_raw=1024 * 1024,  # SQS's (and moto's) limit, over the broker's own 256 KiB
+        buries_worn=False,
     ),
 ]
 

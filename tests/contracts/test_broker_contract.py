@@ -8,6 +8,7 @@ finish as soon as the behaviour shows.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,10 @@ from typing import TypeVar
 
 import pytest
 
-from slipstream.brokers import Broker, Delivery, Outgoing, counts_backlog
+from slipstream.brokers import Broker, DeadLetter, Delivery, Outgoing, counts_backlog
+from slipstream.brokers.letters import MAX_REASON
 from slipstream.config import Settings
+from tests.contracts.backends import Backend
 
 T = TypeVar("T")
 
@@ -167,7 +170,7 @@ async def test_nack_with_delay_hides_the_message_until_then(
 
 
 async def test_message_never_acked_ends_in_the_dead_letters(
-    broker_settings: Settings, broker: Broker, token: str
+    broker_backend: Backend, broker_settings: Settings, broker: Broker, token: str
 ) -> None:
     max_deliveries = broker_settings.max_deliveries
     topic = f"ds_{token}"
@@ -187,6 +190,75 @@ async def test_message_never_acked_ends_in_the_dead_letters(
     assert dead.dead_at >= dead.published_at
     await assert_nothing_pulled(broker, topic, wait=0.5)
     assert await eventually(lambda: backlog_is(broker, topic, 0))
+    # What pull buried itself is counted (the worker exports it); none in another topic.
+    if broker_backend.buries_worn is not None:
+        assert broker.buried(topic) == (1 if broker_backend.buries_worn else 0)
+    assert broker.buried(f"other_{token}") == 0
+
+
+async def assert_keys_of_their_own(broker: Broker, topic: str, first: list[Delivery]) -> None:
+    """Non-empty, distinct, and the same on redelivery and in the dead letters."""
+    keys = sorted(d.key for d in first)
+    assert all(keys)
+    assert len(set(keys)) == len(keys), keys
+    await broker.nack(topic, first, delay=0)
+    again = await pull_exactly(broker, topic, len(first))
+    assert sorted(d.key for d in again) == keys
+    await broker.dead_letter(topic, again, "kept for the test")
+    letters = await eventually(lambda: letters_of(broker, topic, len(first)))
+    assert sorted(letter.key for letter in letters) == keys
+
+
+async def letters_of(broker: Broker, topic: str, count: int) -> list[DeadLetter]:
+    letters = await broker.dead_letters(topic, 10, None)
+    return letters if len(letters) >= count else []
+
+
+async def test_a_message_published_without_a_key_gets_one_of_its_own(
+    broker: Broker, token: str
+) -> None:
+    topic = f"ds_{token}"
+    await broker.publish(topic, [Outgoing("", b'{"same": "data"}') for _ in range(3)])
+    await assert_keys_of_their_own(broker, topic, await pull_exactly(broker, topic, 3))
+
+
+async def test_a_message_another_client_sent_without_attributes_gets_a_key_of_its_own(
+    broker_backend: Backend, broker_settings: Settings, broker: Broker, token: str
+) -> None:
+    assert broker_backend.publish_raw is not None
+    topic = f"ds_{token}"
+    await broker_backend.publish_raw(broker_settings, topic, [b'{"same": "data"}'] * 3)
+    first = await pull_exactly(broker, topic, 3)
+    assert [d.data for d in first] == [b'{"same": "data"}'] * 3
+    await assert_keys_of_their_own(broker, topic, first)
+
+
+async def test_a_dead_letter_is_never_refused_for_its_size(
+    broker_backend: Backend, broker_settings: Settings, broker: Broker, token: str
+) -> None:
+    """The largest message the service takes, with the longest reason: the letter and the
+    reason together may not fit, so the letter keeps the head of the data and says so."""
+    assert broker_backend.publish_raw is not None
+    topic = f"ds_{token}"
+    body = b'{"blob": "' + b"x" * (broker_backend.largest_raw - 13) + b'"}'
+    assert len(body) == broker_backend.largest_raw - 1
+    await broker_backend.publish_raw(broker_settings, topic, [body])
+    [delivery] = await pull_exactly(broker, topic, 1)
+    assert delivery.data == body
+    await broker.dead_letter(topic, [delivery], "why " * 5000)
+
+    [dead] = await eventually(lambda: letters_of(broker, topic, 1))
+    assert dead.key == delivery.key
+    assert dead.reason.startswith("why why")
+    assert len(dead.reason) <= MAX_REASON
+    if dead.truncated is None:
+        assert dead.data == body
+    else:
+        assert dead.truncated.size == len(body)
+        assert dead.truncated.sha256 == hashlib.sha256(body).hexdigest()
+        assert body.startswith(dead.data)
+        assert len(dead.data) > 200_000  # as much as fits: SQS's letters take 256 KiB
+    await assert_nothing_pulled(broker, topic, wait=broker_settings.lease_seconds * 1.5)
 
 
 async def test_dead_letter_keeps_the_reason(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -25,10 +23,13 @@ import nats
 import pytest
 
 from slipstream.brokers import Delivery, Outgoing, create_broker
-from slipstream.brokers.nats import NatsBroker, Options, Topic, parse_url
+from slipstream.brokers import nats as nats_broker
+from slipstream.brokers.nats import NatsBroker
+from slipstream.brokers.nats_resources import Options, Topic, parse_url
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError
 from tests.conftest import free_port, port_open, service_missing
+from tests.nats_server import NatsServer, nats_server
 
 SERVER = "nats://127.0.0.1:4222"
 DATASET = "flights"
@@ -223,39 +224,16 @@ async def test_a_handle_from_elsewhere_is_refused(broker: NatsBroker) -> None:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    """(url, restart): a nats-server with JetStream on a free port, storing under tmp_path."""
-    binary = shutil.which("nats-server")
-    if binary is None:
-        service_missing("nats-server", "the nats-server binary is not on PATH")
-    port = free_port()
-    command = [binary or "", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path)]
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        processes.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port):
-            assert time.monotonic() < deadline, "nats-server did not start"
-            time.sleep(0.05)
-
-    def stop() -> None:
-        processes[-1].kill()  # a crash, not a clean shutdown
-        processes[-1].wait(timeout=10)
-
-    start()
-    yield f"nats://127.0.0.1:{port}", (start, stop)
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+def own_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with nats_server(tmp_path) as server:
+        yield server
 
 
 async def test_a_server_restart_loses_nothing_acked_and_the_broker_reconnects(
-    own_server: tuple[str, Any],
+    own_server: NatsServer,
 ) -> None:
-    url, (start, stop) = own_server
-    broker = create_broker(settings(url, lease_seconds=30))
+    start, stop = own_server.start, own_server.stop
+    broker = create_broker(settings(own_server.url, lease_seconds=30))
     await broker.open([DATASET])
     try:
         await broker.publish(DATASET, messages(3))
@@ -289,5 +267,34 @@ async def test_a_server_restart_loses_nothing_acked_and_the_broker_reconnects(
             assert time.monotonic() < deadline + 15
             got += await broker.pull(DATASET, 10, wait=1)
         assert sorted(d.key for d in got) == ["after0", "k0", "k1", "k2"]
+    finally:
+        await broker.close()
+
+
+async def test_exchanges_in_flight_fail_as_soon_as_the_connection_is_lost(
+    own_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish waiting for its PubAck and a ping waiting for its answer when the server dies
+    fail at once: with reply timeouts of five minutes, waiting for them would fail the test."""
+    monkeypatch.setattr(nats_broker, "REPLY_TIMEOUT", 300.0)
+    monkeypatch.setattr(nats_broker, "REQUEST_TIMEOUT", 300.0)
+    broker = create_broker(settings(own_server.url))
+    assert isinstance(broker, NatsBroker)
+    await broker.open([DATASET])
+    try:
+        client = broker._nc  # its counters tell when the requests are on the wire
+        assert client is not None
+        sent = client.stats["out_msgs"]
+        own_server.pause()  # from now on nothing answers
+        publishing = asyncio.create_task(broker.publish(DATASET, messages(1)))
+        pinging = asyncio.create_task(broker.ping())
+        deadline = time.monotonic() + 10
+        while client.stats["out_msgs"] < sent + 2:
+            assert time.monotonic() < deadline, "the requests never left"
+            await asyncio.sleep(0.01)
+        own_server.stop()
+        for request in (publishing, pinging):
+            with pytest.raises(BackendUnavailable, match="connection lost"):
+                await asyncio.wait_for(request, 30)
     finally:
         await broker.close()

@@ -7,6 +7,8 @@ broker's enforcement below Pub/Sub's floor of 5 attempts. The first tests need n
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -19,10 +21,17 @@ from google.cloud import pubsub_v1
 
 from slipstream.brokers import Delivery, Outgoing, create_broker
 from slipstream.brokers.pubsub import PubSubBroker
-from slipstream.brokers.pubsub_messages import letter_id, letter_order
+from slipstream.brokers.pubsub_messages import (
+    MAX_REQUEST,
+    dead_message,
+    letter_id,
+    letter_order,
+    replayable,
+    request_size,
+)
 from slipstream.brokers.pubsub_resources import Target, limits, names_for, parse_url
 from slipstream.config import Settings
-from slipstream.errors import ConfigError
+from slipstream.errors import ConfigError, MessageTooLarge
 from tests.pubsub_emulator import PROJECT
 from tests.pubsub_emulator import pubsub_emulator as pubsub_emulator  # session fixture
 
@@ -85,6 +94,42 @@ def test_dead_letter_ids_order_by_time_then_message_id() -> None:
     assert sorted(ids, key=letter_order) == [ids[1], ids[2], ids[0]]
     with pytest.raises(ValueError, match="not a dead letter id"):
         letter_order("42")
+
+
+def test_a_letter_near_the_request_limit_keeps_the_head_of_its_data_and_a_reference() -> None:
+    """The emulator delivers nothing over 4 MiB (docs/backends/pubsub.md), so letters of
+    messages near Pub/Sub's 10 MB are sized here, as the client library counts them."""
+    topic = f"projects/{PROJECT}/topics/p-flights-dlq"
+    data = b"z" * (MAX_REQUEST - 200)  # fitted as a message, not with a letter's attributes
+    delivery = Delivery("ack-1", "k-1", data, 3, 1_700_000_000.0, {"request_id": "r-1"})
+    letter, attributes = dead_message(topic, DATASET, delivery, "why " * 1000, 3)
+    assert request_size(topic, letter, attributes) <= MAX_REQUEST
+    assert data.startswith(letter)
+    assert len(letter) > MAX_REQUEST - 3000
+    assert len(attributes["reason"].encode()) <= 1024
+    cut = json.loads(attributes["truncated"])
+    assert cut == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "source": ""}
+    small, small_attributes = dead_message(topic, DATASET, delivery_of_size(100), "why", 1)
+    assert len(small) == 100
+    assert "truncated" not in small_attributes
+
+
+def test_a_dead_letter_too_big_to_publish_again_is_left_out_of_a_replay() -> None:
+    """A message near 10 MB moved by Pub/Sub's policy is over the limit once it carries the
+    dataset and event_id attributes again: replay leaves it where it is (logged), not a 500."""
+    from google.pubsub_v1 import types
+
+    def letter(message_id: str, size: int) -> Any:
+        message = types.PubsubMessage(data=b"z" * size, message_id=message_id)
+        return types.ReceivedMessage(ack_id=f"ack-{message_id}", message=message)
+
+    topic = f"projects/{PROJECT}/topics/p-flights"
+    items = [letter("1", MAX_REQUEST - 80), letter("2", 10)]
+    assert [item.message.message_id for item, _ in replayable(topic, DATASET, items)] == ["2"]
+
+
+def delivery_of_size(size: int) -> Delivery:
+    return Delivery("ack-2", "k-2", b"a" * size, 1, 1_700_000_000.0, {})
 
 
 # --- against the emulator -----------------------------------------------------------------
@@ -249,3 +294,13 @@ async def test_below_pubsubs_floor_the_broker_dead_letters_itself(prefix: str) -
         assert (dead.key, dead.deliveries) == ("poison", 2)
     finally:
         await broker.close()
+
+
+async def test_a_message_over_the_request_limit_is_refused_before_anything_is_sent(
+    broker: PubSubBroker,
+) -> None:
+    """HTTP 413, not 500: the library's own error would come mid-batch, some messages sent."""
+    small, huge = Outgoing("small", b"{}"), Outgoing("huge", b"x" * MAX_REQUEST)
+    with pytest.raises(MessageTooLarge, match=r"'huge' takes \d+ bytes .* 10000000 at most"):
+        await broker.publish(DATASET, [small, huge])
+    assert await broker.pull(DATASET, 10, wait=1.0) == []

@@ -8,6 +8,7 @@ tests need no server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -23,9 +24,11 @@ from slipstream.brokers.sqs import SqsBroker, _once_each
 from slipstream.brokers.sqs_calls import batches
 from slipstream.brokers.sqs_messages import (
     MAX_BYTES,
+    dead_entry,
     delivery_of,
     entry,
     letter_id,
+    letter_of,
     letter_order,
 )
 from slipstream.brokers.sqs_resources import Target, names_for, parse_url
@@ -136,6 +139,32 @@ def test_attributes_travel_one_by_one_or_packed_when_they_do_not_fit() -> None:
 def test_a_message_over_the_limit_is_refused_before_sending() -> None:
     with pytest.raises(MessageTooLarge, match="262144 at most"):
         entry("big", b"x" * MAX_BYTES, {})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "é".encode() * (MAX_BYTES // 2),  # text, cut at a character boundary
+        bytes(range(256)) * (MAX_BYTES // 256),  # base64 on the wire
+        b"x" * (MAX_BYTES - 100),  # a message that fitted alone, not with a letter's attributes
+    ],
+    ids=["text", "binary", "at-the-edge"],
+)
+def test_a_dead_letter_keeps_the_head_of_data_too_big_for_it_and_a_reference(data: bytes) -> None:
+    delivery = Delivery("handle", "k-1", data, 4, 1_700_000_000.0, {"request_id": "r-1"})
+    letter = dead_entry(delivery, "why " * 1000, 1_700_000_100.0)
+    assert letter.size <= MAX_BYTES
+    message = received(letter.body, letter.attributes)
+    dead = letter_of(message, 5)
+    assert dead.key == "k-1"
+    assert len(dead.reason) <= 1024
+    assert dead.truncated is not None
+    assert dead.truncated.size == len(data)
+    assert dead.truncated.sha256 == hashlib.sha256(data).hexdigest()
+    assert data.startswith(dead.data)
+    assert len(dead.data) > MAX_BYTES * 0.7  # base64 takes 4 bytes for 3
+    small = dead_entry(Delivery("handle", "k-2", b"{}", 1, 1.0, {}), "r", 2.0)
+    assert letter_of(received(small.body, small.attributes), 5).truncated is None
 
 
 def test_batches_hold_ten_messages_and_256_kib_at_most() -> None:
@@ -323,6 +352,24 @@ async def test_redrive_moves_a_message_to_the_dead_letters_after_n_receives(
     [again] = await broker.pull(DATASET, 10, wait=5)
     assert (again.key, again.delivery_count, again.attributes) == ("poison", 1, {"source": "t"})
     assert await broker.dead_letters(DATASET, 10, None) == []
+
+
+async def test_a_dead_letter_too_big_to_send_again_stays_and_the_others_are_replayed(
+    prefix: str, broker: SqsBroker, aws: tuple[Any, Any]
+) -> None:
+    """Another client may send SQS's own 1 MiB straight to the queue; redriven, such a message
+    is over what the broker sends (256 KiB): replay leaves it in the dead letters, not a 500."""
+    sqs, _ = aws
+    names = names_for(parse_url(f"sqs://us-east-1?prefix={prefix}"), DATASET)
+    dead_url = sqs.get_queue_url(QueueName=names.dead_queue)["QueueUrl"]
+    sqs.send_message(QueueUrl=dead_url, MessageBody="x" * 900_000)
+    sqs.send_message(QueueUrl=dead_url, MessageBody='{"small": true}')
+    assert len(await broker.dead_letters(DATASET, 10, None)) == 2
+    assert await broker.replay_dead_letters(DATASET, None) == 1
+    [again] = await broker.pull(DATASET, 10, wait=5)
+    assert again.data == b'{"small": true}'
+    [kept] = await broker.dead_letters(DATASET, 10, None)
+    assert len(kept.data) == 900_000
 
 
 def failing_first(

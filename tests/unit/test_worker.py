@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from slipstream import worker as worker_module
 from slipstream.brokers import Broker, Outgoing, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import Dataset, load_catalog
@@ -223,3 +224,124 @@ async def test_a_failed_ack_after_the_commit_loses_and_duplicates_nothing(
     # The batch whose ack failed comes back after the 1 s lease and is acked as duplicates.
     await run_until(worker, redelivered_and_acked)
     assert (await store.summary(FLIGHTS)).rows == 30
+
+
+class NoDeadLetters:
+    """The real broker, except that it cannot take a dead letter (as if its DLQ were gone)."""
+
+    def __init__(self, inner: Broker) -> None:
+        self.inner = inner
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def dead_letter(self, dataset: str, deliveries: Sequence[Any], reason: str) -> None:
+        self.refused += 1
+        raise BackendUnavailable("dead letter stream unavailable (injected)")
+
+
+async def test_a_culprit_that_cannot_be_dead_lettered_never_holds_back_its_neighbours(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
+    """The neighbours are written and acked at once; the culprit alone is nacked, comes back,
+    and after max_deliveries the broker buries it itself (counted as max_deliveries)."""
+    broker, store = backends
+    metrics = Metrics()
+    refusing = NoDeadLetters(broker)
+    failing = FailingStore(store, poison="ev-0000013")
+    worker = Worker(refusing, failing, CATALOG, settings, metrics)  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(40)])
+
+    async def neighbours_stored_culprit_buried() -> bool:
+        return (await store.summary(FLIGHTS)).rows == 39 and bool(
+            await broker.dead_letters("flights", 10, None)
+        )
+
+    await run_until(worker, neighbours_stored_culprit_buried)
+    [letter] = await broker.dead_letters("flights", 10, None)
+    assert letter.key == "ev-0000013"
+    assert letter.reason.startswith("delivered 3 times without an ack")
+    assert refusing.refused >= 1
+    assert await broker.backlog("flights") == 0
+    assert metrics.events_dead_lettered.labels("flights", "max_deliveries")._value.get() == 1
+    assert metrics.events_dead_lettered.labels("flights", "terminal_error")._value.get() == 0
+
+
+async def test_isolating_two_culprits_writes_every_other_message_once(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
+    broker, store = backends
+    metrics = Metrics()
+
+    class TwoPoisons(FailingStore):
+        async def write(
+            self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
+        ) -> WriteResult:
+            if any(row[0] in ("ev-0000003", "ev-0000031") for row in rows.rows):
+                raise TerminalStoreError("cannot store it (injected)")
+            return await self.inner.write(dataset, rows, rejected)
+
+    worker = Worker(broker, TwoPoisons(store), CATALOG, settings, metrics)  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(40)])
+
+    async def done() -> bool:
+        return len(await broker.dead_letters("flights", 10, None)) == 2
+
+    await run_until(worker, done)
+    assert (await store.summary(FLIGHTS)).rows == 38
+    assert metrics.events_written.labels("flights")._value.get() == 38
+    assert metrics.events_duplicate.labels("flights")._value.get() == 0
+    assert sorted(d.key for d in await broker.dead_letters("flights", 10, None)) == [
+        "ev-0000003",
+        "ev-0000031",
+    ]
+
+
+class DownStore(FailingStore):
+    """The real store, out of reach (writes and pings fail) while `down` is set."""
+
+    down = True
+
+    async def write(
+        self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
+    ) -> WriteResult:
+        self.attempts += 1
+        if self.down:
+            raise TransientStoreError("connection refused (injected)")
+        return await self.inner.write(dataset, rows, rejected)
+
+    async def ping(self) -> None:
+        if self.down:
+            raise BackendUnavailable("connection refused (injected)")
+        await self.inner.ping()
+
+
+async def test_the_worker_resumes_as_soon_as_the_store_answers_again(
+    settings: Settings, backends: tuple[Broker, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a backoff of ten minutes, only the pings can bring the worker back in time. The
+    batch that failed keeps its nack delay: the backoff still spaces retries of a failed write."""
+    monkeypatch.setattr(worker_module, "_backoff", lambda attempt: 600.0)
+    broker, store = backends
+    down = DownStore(store)
+    worker = Worker(broker, down, CATALOG, settings, Metrics())  # type: ignore[arg-type]
+    await publish(broker, [flight_event(i) for i in range(3)])
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: _true(down.attempts > 0), timeout=10, what="a failed write")
+        down.down = False
+        await publish(broker, [flight_event(i) for i in range(3, 6)])
+
+        async def new_ones_stored() -> bool:
+            return (await store.summary(FLIGHTS)).rows == 3
+
+        await eventually(new_ones_stored, timeout=30, what="the worker to resume")
+        assert await store.get(FLIGHTS, "ev-0000000") is None  # nacked for ten minutes
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -181,6 +182,8 @@ async def deadletter(
             "raw": d.data.decode("utf-8", "replace"),
             "published_at": _moment(d.published_at),
             "dead_at": _moment(d.dead_at),
+            # Set when `raw` is only the head of a message too big to keep whole beside its reason.
+            "truncated": None if d.truncated is None else asdict(d.truncated),
         }
         for d in letters
     ]

@@ -2,15 +2,23 @@
 
 A broker is one module behind `Broker`, picked by URL scheme from `BROKERS`. The worker and the
 API see only this Protocol.
+
+Every message has a non-empty key, stable across its redeliveries: the event id it was published
+with, a fresh one when it was published with none (`Outgoing`), and for a message that reached the
+broker without one (published straight onto it by another client) a key the broker derives from
+its own identity of the message (`derived_key`, or the service's message id).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from slipstream.events import new_event_id
 from slipstream.registry import BackendEntry, load_backend
 
 if TYPE_CHECKING:
@@ -19,11 +27,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message to publish: `key` is the event id, used for deduplication where supported."""
+    """A message to publish: `key` is the event id, used for deduplication where supported.
+
+    An empty key is replaced by a fresh one (a UUIDv7, like the ids the API gives events), so
+    that no message reaches a broker without a key of its own: keys name quarantine rows and dead
+    letters, and an empty one would merge unrelated messages there."""
 
     key: str
     data: bytes
     attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", new_event_id())
 
 
 @dataclass(slots=True)
@@ -39,14 +55,38 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Truncation:
+    """How to recognise the whole of a message whose dead letter keeps only the head of its data,
+    because the whole would not fit in one message of the broker with the letter's details."""
+
+    size: int  # bytes of the whole data
+    sha256: str  # hex digest of the whole data
+    source: str  # where the broker had the message (stream and sequence…), "" when it has no name
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     id: str
     key: str
-    data: bytes
+    data: bytes  # the message's data; only its head when `truncated` is set
     reason: str
     deliveries: int
     published_at: float
     dead_at: float
+    truncated: Truncation | None = None
+
+
+def derived_key(published_at: float, *identity: str) -> str:
+    """A key for a message that reached the broker without one, the same at every redelivery.
+
+    UUIDv7-shaped, like the ids the API generates: the time part is the publish time (so these
+    ids sort with the others), the rest a digest of the broker's own identity of the message (its
+    stream and sequence, say), so two messages never share a key and one message keeps its own.
+    """
+    digest = int.from_bytes(hashlib.sha256("\x1f".join(identity).encode()).digest()[:10], "big")
+    millis = int(published_at * 1000) & (2**48 - 1)
+    rand_a, rand_b = (digest >> 62) & 0xFFF, digest & (2**62 - 1)
+    return str(uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
 
 
 def counts_backlog(broker: Broker) -> bool:
@@ -114,8 +154,15 @@ class Broker(Protocol):
     async def nack(self, dataset: str, deliveries: Sequence[Delivery], delay: float) -> None:
         """Give the messages back, visible again after `delay` seconds."""
 
+    def buried(self, dataset: str) -> int:
+        """Messages `pull` moved to the dead letters for `max_deliveries` since this instance was
+        made (0 where the service moves them itself, out of the broker's sight)."""
+
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
-        """Move messages that can never be processed out of the way, keeping the reason."""
+        """Move messages that can never be processed out of the way, keeping the reason.
+
+        Never refused for its size: a letter too big for the broker keeps the head of the data
+        and a `Truncation`. A long reason may be shortened (to `letters.MAX_REASON`)."""
 
     async def backlog(self, dataset: str) -> int:
         """Messages published and not yet acked (leased ones included)."""

@@ -14,12 +14,14 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from slipstream.brokers import ROW_ID, DeadLetter, Delivery, IdShape, Outgoing
+from slipstream.brokers.letters import short_reason
 from slipstream.config import path_from_url
 from slipstream.disk import DiskWatch
 from slipstream.errors import BackendUnavailable
@@ -109,6 +111,7 @@ class LocalBroker:
         self._closed = False
         self._published: dict[str, asyncio.Event] = {}
         self._backlog: dict[str, tuple[int, float]] = {}  # dataset → (count, valid until)
+        self._buried: Counter[str] = Counter()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> LocalBroker:
@@ -236,6 +239,7 @@ class LocalBroker:
             event.clear()  # before looking: a publish from now on wakes the wait below
             deliveries, buried = await self._run(self._lease, dataset, max_messages)
             self._adjust_backlog(dataset, -buried)
+            self._buried[dataset] += buried
             remaining = deadline - time.monotonic()
             if deliveries or remaining <= 0:
                 return deliveries
@@ -279,9 +283,13 @@ class LocalBroker:
         if delay <= 0:
             event.set()
 
+    def buried(self, dataset: str) -> int:
+        self._topic(dataset)
+        return self._buried[dataset]
+
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         self._topic(dataset)
-        now = time.time()
+        reason, now = short_reason(reason), time.time()
         seqs = [(dataset, int(d.handle)) for d in deliveries]
 
         def bury(db: sqlite3.Connection) -> int:

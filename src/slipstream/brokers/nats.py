@@ -5,30 +5,40 @@ Publishes carry `Nats-Msg-Id` = the event key and wait for every PubAck. Pulls r
 requests (a lingering one that expires as a message comes due loses that delivery before server
 2.10.14). Handles are ack subjects; acks are confirmed. The consumer redelivers without limit and
 `pull` dead-letters a message delivered more than `max_deliveries` times, as the local broker does.
+Every exchange with the server fails as soon as the connection is lost, not at its timeout.
+Messages ↔ deliveries and dead letters: nats_messages.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import nats
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from slipstream.brokers import SEQUENCE_ID, DeadLetter, Delivery, IdShape, Outgoing
-from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.brokers.nats_messages import (
+    MSG_ID,
+    WORN,
+    Item,
+    dead_letter_of,
+    delivery_of,
+    letter,
+    replay_item,
+    wire_size,
+)
+from slipstream.brokers.nats_resources import Options, Topic, ensure, parse_url
+from slipstream.errors import BackendUnavailable, MessageTooLarge
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -38,65 +48,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger("slipstream.brokers.nats")
 
-VARIABLE = "SLIPSTREAM_BROKER_URL"
-DUPLICATE_WINDOW = 120.0  # seconds a key is remembered; the store dedupes beyond it
 # Seconds to connect (retrying: NATS may be starting next to us), for a JetStream API call, and
 # for the replies to a batch (PubAcks, ack confirmations, pulled messages).
 CONNECT_TIMEOUT, REQUEST_TIMEOUT, REPLY_TIMEOUT = 5.0, 5.0, 10.0
 POLL_FIRST, POLL_MAX = 0.01, 0.1  # seconds between no-wait pull requests while a pull waits
 BACKLOG_CACHE_SECONDS = 0.5
-MSG_ID, KEY, PUBLISHED = "Nats-Msg-Id", "Slipstream-Key", "Slipstream-Published-At"
-RESERVED = ("nats-", "slipstream-")  # header prefixes that are not message attributes
-PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-WORN = "delivered {} times without an ack (lease expired or nacked each time)"
 DRIVER_ERRORS = (nats.errors.Error, TimeoutError, OSError)
-
-Item = tuple[str, bytes, dict[str, str] | None]  # subject, data, headers
-
-
-@dataclass(frozen=True)
-class Options:
-    prefix: str = "slipstream"
-    credentials: dict[str, str] = field(default_factory=dict)  # user and password, or token
-    replicas: int = 1
-    max_age: float | None = None  # seconds; None keeps unconsumed messages for ever
-
-
-@dataclass(frozen=True, slots=True)
-class Topic:
-    stream: str
-    subject: str
-    dlq: str
-    dlq_subject: str
-    consumer: str
-
-    @classmethod
-    def of(cls, prefix: str, dataset: str) -> Topic:
-        stream, subject = f"{prefix}_{dataset}".upper(), f"{prefix}.{dataset}"
-        return cls(stream, subject, f"{stream}_DLQ", f"{subject}.dlq", f"{prefix}_worker")
-
-
-def parse_url(url: str) -> tuple[list[str], Options]:
-    """`nats://[user:pass@]host[:port][,host[:port]…][?prefix=…&replicas=…&max_age=…]`."""
-    parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    servers = [f"nats://{host}" for host in hosts.split(",") if host]
-    if not servers or parts.path not in ("", "/"):
-        raise ConfigError(f"{VARIABLE}={url!r}: expected nats://host:4222[,host2:4222]")
-    user, colon, password = (unquote(p) for p in userinfo.partition(":"))
-    credentials = {"user": user, "password": password} if colon else {"token": user}
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    if unknown := sorted(set(query) - {"prefix", "replicas", "max_age"}):
-        raise ConfigError(f"{VARIABLE}: unknown parameter {unknown[0]!r} in {url!r}")
-    prefix = query.get("prefix", "slipstream")
-    if not PREFIX.match(prefix):
-        raise ConfigError(f"{VARIABLE}: prefix {prefix!r}: use up to 32 of a-z, 0-9, _, -")
-    try:
-        replicas = int(query.get("replicas", "1"))
-        max_age = float(query["max_age"]) if "max_age" in query else None
-    except ValueError as exc:
-        raise ConfigError(f"{VARIABLE}: replicas and max_age must be numbers ({exc})") from None
-    return servers, Options(prefix, credentials if userinfo else {}, replicas, max_age)
 
 
 class NatsBroker:
@@ -110,6 +67,9 @@ class NatsBroker:
         self._last_error: BaseException | None = None
         self._topics: dict[str, Topic] = {}
         self._backlog: dict[str, tuple[int, float]] = {}  # dataset → (count, valid until)
+        self._buried: Counter[str] = Counter()
+        # One future per exchange in flight, resolved when the connection is lost.
+        self._watchers: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> NatsBroker:
@@ -129,10 +89,36 @@ class NatsBroker:
     def _api(self) -> JetStreamContext:
         return self._connection().jetstream(timeout=REQUEST_TIMEOUT)
 
+    @contextlib.contextmanager
+    def _watch(self) -> Iterator[asyncio.Future[None]]:
+        """A future resolved if the connection is lost before the block ends."""
+        lost = asyncio.get_running_loop().create_future()
+        self._watchers.add(lost)
+        try:
+            yield lost
+        finally:
+            self._watchers.discard(lost)
+
+    def _lost(self) -> None:
+        """The client saw the connection go: what is in flight will get no reply, say so now."""
+        for lost in self._watchers:
+            if not lost.done():
+                lost.set_result(None)
+
     async def _call(self, doing: str, call: Awaitable[T], missing_ok: bool = False) -> T:
         """Await a JetStream API call; NotFoundError passes when `missing_ok`, for the caller."""
+        task, answered = asyncio.ensure_future(call), False
         try:
-            return await call
+            with self._watch() as lost:
+                await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
+            answered = task.done()
+        finally:
+            if not task.done():
+                task.cancel()
+        if not answered:
+            raise self._fail(doing, ConnectionError("connection lost before the answer"))
+        try:
+            return task.result()
         except DRIVER_ERRORS as exc:
             if missing_ok and isinstance(exc, NotFoundError):
                 raise
@@ -159,18 +145,21 @@ class NatsBroker:
                 finished.set_result(None)
 
         try:
-            sub = await nc.subscribe(nc.new_inbox(), cb=collect)
-            try:
-                for subject, data, headers in batch:
-                    await nc.publish(subject, data, reply=sub.subject, headers=headers)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(REPLY_TIMEOUT):
-                        await finished
-            finally:
-                with contextlib.suppress(*DRIVER_ERRORS):
-                    await sub.unsubscribe()
+            with self._watch() as lost:
+                sub = await nc.subscribe(nc.new_inbox(), cb=collect)
+                try:
+                    for subject, data, headers in batch:
+                        await nc.publish(subject, data, reply=sub.subject, headers=headers)
+                    await asyncio.wait(
+                        (finished, lost), timeout=REPLY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    with contextlib.suppress(*DRIVER_ERRORS):
+                        await sub.unsubscribe()
         except DRIVER_ERRORS as exc:
             raise self._fail(doing, exc) from exc
+        if lost.done() and not finished.done():
+            raise self._fail(doing, ConnectionError("connection lost before every reply came"))
         if done is None and len(replies) < len(batch):
             raise self._fail(doing, TimeoutError(f"{len(batch) - len(replies)} replies missing"))
         return replies
@@ -180,13 +169,18 @@ class NatsBroker:
             await self._connect()
         for name in datasets:
             topic = Topic.of(self.options.prefix, name)
-            await self._call(f"setting up {topic.stream}", self._ensure(self._api, topic))
+            await self._call(
+                f"setting up {topic.stream}", ensure(self._api, topic, self.options, self._settings)
+            )
             self._topics[name] = topic
 
     async def _connect(self) -> None:
         async def on_error(exc: Exception) -> None:
             self._last_error = exc
             log.warning("NATS: %r", exc)
+
+        async def on_disconnected() -> None:
+            self._lost()
 
         nc, auth = Client(), self.options.credentials
         try:
@@ -200,6 +194,7 @@ class NatsBroker:
                     ping_interval=5,
                     max_outstanding_pings=3,
                     error_cb=on_error,
+                    disconnected_cb=on_disconnected,
                     user=auth.get("user"),
                     password=auth.get("password"),
                     token=auth.get("token"),
@@ -209,38 +204,6 @@ class NatsBroker:
                 await nc.close()
             raise self._fail("cannot connect", self._last_error or exc) from exc
         self._nc = nc
-
-    async def _ensure(self, js: JetStreamContext, topic: Topic) -> None:
-        """Create or update the streams and the consumer, or check that they exist."""
-        if not self._settings.create_resources:
-            try:
-                await js.consumer_info(topic.stream, topic.consumer)  # no stream or no consumer
-                await js.stream_info(topic.dlq)
-                return
-            except NotFoundError as exc:
-                raise ConfigError(
-                    f"NATS {topic.stream}, {topic.dlq} or consumer {topic.consumer}: "
-                    f"{exc.description}; SLIPSTREAM_CREATE_RESOURCES is off: create them as "
-                    "docs/backends/nats.md shows"
-                ) from None
-        common: dict[str, Any] = {"storage": api.StorageType.FILE, "max_age": self.options.max_age}
-        common |= {"duplicate_window": DUPLICATE_WINDOW, "num_replicas": self.options.replicas}
-        queue = api.RetentionPolicy.WORK_QUEUE  # an ack (or a +TERM) deletes the message
-        for config in (
-            api.StreamConfig(topic.stream, subjects=[topic.subject], retention=queue, **common),
-            api.StreamConfig(topic.dlq, subjects=[topic.dlq_subject], **common),
-        ):
-            try:
-                try:
-                    await js.update_stream(config)
-                except NotFoundError:
-                    await js.add_stream(config)
-            except APIError as exc:
-                raise ConfigError(f"NATS stream {config.name}: {exc.description}") from exc
-        consumer = api.ConsumerConfig(durable_name=topic.consumer, filter_subject=topic.subject)
-        consumer.ack_policy, consumer.max_ack_pending = api.AckPolicy.EXPLICIT, -1
-        consumer.ack_wait, consumer.max_deliver = self._settings.lease_seconds, -1  # see docstring
-        await js.add_consumer(topic.stream, consumer)  # creates, or updates the lease
 
     async def close(self) -> None:
         nc, self._nc, self._closed = self._nc, None, True
@@ -256,7 +219,16 @@ class NatsBroker:
         await self._send([(subject, m.data, {**m.attributes, MSG_ID: m.key}) for m in messages])
 
     async def _send(self, batch: Sequence[Item]) -> None:
-        """Publish, and return once every PubAck is in (a duplicate's too)."""
+        """Publish, and return once every PubAck is in (a duplicate's too). A message over the
+        server's limit fails the batch before any is sent: the server would cut the connection."""
+        limit = self._connection().max_payload
+        for _, data, headers in batch:
+            if (size := wire_size(data, headers)) > limit:
+                key = (headers or {}).get(MSG_ID, "")
+                raise MessageTooLarge(
+                    f"message {key!r} takes {size} bytes with its headers; the NATS server "
+                    f"accepts {limit} at most (its max_payload)"
+                )
         for ack in await self._exchange(f"publishing to {batch[0][0]}", batch) if batch else []:
             status = (ack.headers or {}).get("Status")
             reply = {} if status else orjson.loads(ack.data)
@@ -270,9 +242,9 @@ class NatsBroker:
             raise ValueError(f"max_messages must be at least 1, not {max_messages}")
         deadline, interval = time.monotonic() + max(0.0, wait), POLL_FIRST
         while True:
-            deliveries = [_delivery(m) for m in await self._fetch(topic, max_messages)]
+            deliveries = [delivery_of(m) for m in await self._fetch(topic, max_messages)]
             if worn := [d for d in deliveries if d.delivery_count > limit]:
-                await self._bury(topic, worn, [d.delivery_count - 1 for d in worn], None)
+                await self._bury_worn(dataset, topic, worn)
             fresh = [d for d in deliveries if d.delivery_count <= limit]
             remaining = deadline - time.monotonic()
             if fresh or remaining <= 0:
@@ -311,23 +283,36 @@ class NatsBroker:
         delayed = b" " + orjson.dumps({"delay": int(delay * 1e9)}) if delay > 0 else b""
         await self._settle(deliveries, Msg.Ack.Nak + delayed)
 
+    async def _bury_worn(self, dataset: str, topic: Topic, worn: Sequence[Delivery]) -> None:
+        """Dead-letter what came back after its last delivery; if that fails, the messages come
+        back after the lease and are tried again, and the pull goes on with the others."""
+        counts = [d.delivery_count - 1 for d in worn]
+        try:
+            await self._bury(topic, worn, counts, [WORN.format(n) for n in counts])
+        except BackendUnavailable as exc:
+            log.warning("could not dead-letter %d worn-out messages: %s", len(worn), exc)
+            return
+        self._buried[dataset] += len(worn)
+
+    def buried(self, dataset: str) -> int:
+        self._topic(dataset)
+        return self._buried[dataset]
+
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         topic = self._topic(dataset)
-        await self._bury(topic, deliveries, [d.delivery_count for d in deliveries], reason)
+        counts = [d.delivery_count for d in deliveries]
+        await self._bury(topic, deliveries, counts, [reason] * len(deliveries))
 
     async def _bury(
-        self, topic: Topic, deliveries: Sequence[Delivery], counts: list[int], reason: str | None
+        self, topic: Topic, deliveries: Sequence[Delivery], counts: list[int], reasons: list[str]
     ) -> None:
         """Copy to the dead-letter stream, then +TERM. A failure in between means a second copy
         (dropped as a duplicate within DUPLICATE_WINDOW), never a lost message."""
-        batch: list[Item] = []
-        for d, count in zip(deliveries, counts, strict=True):
-            letter = {"key": d.key, "data": base64.b64encode(d.data).decode(), "deliveries": count}
-            letter |= {"reason": reason or WORN.format(count), "published_at": d.published_at}
-            letter["attributes"] = d.attributes
-            tokens = d.handle.split(".")  # an ack subject; stream sequence at 5, or 7 with domain
-            msg_id = f"dead-{topic.stream}-{tokens[5] if len(tokens) == 9 else tokens[7]}"
-            batch.append((topic.dlq_subject, orjson.dumps(letter), {MSG_ID: msg_id}))
+        limit = self._connection().max_payload
+        batch = [
+            letter(topic, d, count, reason, limit)
+            for d, count, reason in zip(deliveries, counts, reasons, strict=True)
+        ]
         await self._send(batch)
         await self._settle(deliveries, Msg.Ack.Term)
 
@@ -342,7 +327,7 @@ class NatsBroker:
         return count
 
     async def dead_letters(self, dataset: str, limit: int, after: str | None) -> list[DeadLetter]:
-        return [_dead_letter(raw) for raw in await self._dead(self._topic(dataset), limit, after)]
+        return [dead_letter_of(r) for r in await self._dead(self._topic(dataset), limit, after)]
 
     async def _dead(self, topic: Topic, limit: int, after: str | None) -> list[api.RawStreamMsg]:
         """Up to `limit` dead letters after the stream sequence `after`, oldest first."""
@@ -371,31 +356,8 @@ class NatsBroker:
 
     async def _replay(self, topic: Topic, raws: Sequence[api.RawStreamMsg]) -> int:
         """Publish again (a fresh message id, the original key), then delete from the DLQ."""
-        batch: list[Item] = []
-        for raw in raws:
-            letter = orjson.loads(raw.data or b"{}")
-            ours = {MSG_ID: f"replay-{topic.dlq}-{raw.seq}", KEY: letter["key"]}
-            ours[PUBLISHED] = repr(letter["published_at"])
-            data, headers = base64.b64decode(letter["data"]), {**letter["attributes"], **ours}
-            batch.append((topic.subject, data, headers))
-        await self._send(batch)
+        await self._send([replay_item(raw, topic.subject, topic.dlq) for raw in raws])
         for raw in raws:
             with contextlib.suppress(NotFoundError):  # a replay running alongside took it
                 await self._call("deleting", self._api.delete_msg(topic.dlq, raw.seq or 0), True)
         return len(raws)
-
-
-def _delivery(msg: Msg) -> Delivery:
-    headers, meta = dict(msg.headers or {}), msg.metadata
-    published = float(headers.pop(PUBLISHED, 0)) or meta.timestamp.timestamp()
-    key = headers.pop(KEY, "") or headers.get(MSG_ID, "")
-    attributes = {k: v for k, v in headers.items() if not k.lower().startswith(RESERVED)}
-    return Delivery(msg.reply, key, msg.data, meta.num_delivered, published, attributes)
-
-
-def _dead_letter(raw: api.RawStreamMsg) -> DeadLetter:
-    letter = orjson.loads(raw.data or b"{}")
-    letter.pop("attributes")
-    letter["data"] = base64.b64decode(letter["data"])
-    dead_at = raw.time.timestamp() if raw.time else time.time()
-    return DeadLetter(id=str(raw.seq), dead_at=dead_at, **letter)

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -34,11 +34,12 @@ from slipstream.brokers import TIMED_ID, DeadLetter, Delivery, IdShape, Outgoing
 from slipstream.brokers.pubsub_messages import (
     Message,
     attributes_of,
+    check_size,
     dead_message,
     delivery_of,
     letter_of,
     letter_order,
-    replayed,
+    replayable,
 )
 from slipstream.brokers.pubsub_resources import (
     MAX_ACK_DEADLINE,
@@ -87,6 +88,7 @@ class PubSubBroker:
         self._names: dict[str, Names] = {}
         self._dead_locks: dict[str, asyncio.Lock] = {}
         self._attempts: OrderedDict[str, int] = OrderedDict()
+        self._buried: Counter[str] = Counter()
         self._closed = False
 
     @classmethod
@@ -178,9 +180,10 @@ class PubSubBroker:
 
     async def publish(self, dataset: str, messages: Sequence[Outgoing]) -> None:
         names = self._topic(dataset)
-        await self._publish(
-            names.topic, [(m.data, attributes_of(dataset, m.key, m.attributes)) for m in messages]
-        )
+        prepared = [(m.data, attributes_of(dataset, m.key, m.attributes)) for m in messages]
+        for data, attributes in prepared:
+            check_size(names.topic, data, attributes)
+        await self._publish(names.topic, prepared)
 
     async def _publish(self, topic: str, messages: Sequence[Message]) -> None:
         if not messages:
@@ -267,12 +270,20 @@ class PubSubBroker:
             else:
                 fresh.append(delivery)
         if worn:
-            letters = [dead_message(dataset, d, WORN.format(n), n) for d, n in worn]
+            topic = names.dead_topic
+            letters = [dead_message(topic, dataset, d, WORN.format(n), n) for d, n in worn]
             try:
                 await self._bury(names, letters, [d for d, _ in worn])
             except BackendUnavailable as exc:  # they come back after the lease and try again
                 log.warning("could not dead-letter %d worn-out messages: %s", len(worn), exc)
+            else:
+                self._buried[dataset] += len(worn)
         return fresh
+
+    def buried(self, dataset: str) -> int:
+        """What this instance buried; Pub/Sub's dead letter policy moves others itself."""
+        self._topic(dataset)
+        return self._buried[dataset]
 
     def _count(self, message_id: str) -> int:
         """Deliveries seen by this process, for subscriptions without a dead letter policy."""
@@ -310,7 +321,9 @@ class PubSubBroker:
 
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         names = self._topic(dataset)
-        letters = [dead_message(dataset, d, reason, d.delivery_count) for d in deliveries]
+        letters = [
+            dead_message(names.dead_topic, dataset, d, reason, d.delivery_count) for d in deliveries
+        ]
         await self._bury(names, letters, deliveries)
 
     async def _bury(
@@ -321,13 +334,11 @@ class PubSubBroker:
         await self._run(self._acknowledge, names.subscription, [d.handle for d in deliveries])
 
     async def backlog(self, dataset: str) -> int:
-        """Always 0: Pub/Sub has no cheap count of undelivered messages.
-
-        Its `num_undelivered_messages` lives in Cloud Monitoring (a minute or more late, another
-        API and role); a count kept in-process would be wrong as soon as one process publishes
-        and another acks. So ingest never answers 503 for backlog with this broker (it does when
-        a publish fails), and `counts_backlog` says so to whoever asks.
-        """
+        """Always 0: Pub/Sub has no cheap count of undelivered messages. Its
+        `num_undelivered_messages` lives in Cloud Monitoring (a minute or more late, another API
+        and role); a count kept in-process would be wrong as soon as one process publishes and
+        another acks. So ingest never answers 503 for backlog with this broker (it does when a
+        publish fails), and `counts_backlog` says so to whoever asks."""
         self._topic(dataset)
         return 0
 
@@ -349,20 +360,22 @@ class PubSubBroker:
         async with self._dead_locks[dataset]:
             while True:
                 held = await self._run(self._hold, names.dead_subscription)
-                chosen = [m for m in held if wanted is None or letter_of(m).id in wanted]
-                picked = {m.ack_id for m in chosen}
+                chosen = replayable(
+                    names.topic,
+                    dataset,
+                    [m for m in held if wanted is None or letter_of(m).id in wanted],
+                )
+                picked = {m.ack_id for m, _ in chosen}
                 rest = [m for m in held if m.ack_id not in picked]
                 try:
-                    await self._publish(names.topic, [replayed(dataset, m) for m in chosen])
-                    await self._run(
-                        self._acknowledge, names.dead_subscription, [m.ack_id for m in chosen]
-                    )
+                    await self._publish(names.topic, [message for _, message in chosen])
+                    await self._run(self._acknowledge, names.dead_subscription, list(picked))
                 except BaseException:
                     await self._release(names.dead_subscription, held)
                     raise
                 await self._release(names.dead_subscription, rest)
                 moved += len(chosen)
-                if wanted is not None or len(held) < PEEK_MAX:
+                if wanted is not None or len(held) < PEEK_MAX or not chosen:
                     return moved
 
     def _hold(self, subscription: str) -> list[ReceivedMessage]:

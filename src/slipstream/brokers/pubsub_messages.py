@@ -2,27 +2,39 @@
 
 Every message carries the attributes `dataset` and `event_id` (the key) besides its own; a
 Delivery shows only its own. A dead letter published by the broker adds `reason`, `deliveries`
-and `published_at`; one moved by Pub/Sub's dead letter policy has the policy's
+and `published_at`, and `truncated` (JSON: size and sha256 of the whole data) when only the head
+of the data fits beside them; one moved by Pub/Sub's dead letter policy has the policy's
 `CloudPubSubDeadLetterSource*` attributes instead. All these names are reserved.
+
+A publish request may be 10,000,000 bytes (the client library refuses more before sending);
+`request_size` counts one message the way the library does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from google.pubsub_v1 import types
+
 from slipstream.brokers import DeadLetter, Delivery
+from slipstream.brokers.letters import short_reason, truncation, truncation_json, truncation_of
+from slipstream.errors import MessageTooLarge
 
 if TYPE_CHECKING:
     from google.pubsub_v1.types import ReceivedMessage
 
+log = logging.getLogger("slipstream.brokers.pubsub")
+
 DATASET, EVENT_ID = "dataset", "event_id"
-REASON, DELIVERIES, PUBLISHED_AT = "reason", "deliveries", "published_at"
+REASON, DELIVERIES, PUBLISHED_AT, TRUNCATED = "reason", "deliveries", "published_at", "truncated"
 POLICY_PREFIX = "CloudPubSubDeadLetterSource"
 # `PublisherClient.publish` takes attributes as keyword arguments: these names are its own.
 PUBLISH_PARAMETERS = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
 MAX_ATTRIBUTE = 1024  # bytes in an attribute value
+MAX_REQUEST = 10_000_000  # bytes of one publish request, topic name included
 
 Message = tuple[bytes, dict[str, str]]  # data and attributes, ready to publish
 
@@ -34,12 +46,41 @@ def attributes_of(dataset: str, key: str, attributes: Mapping[str, str]) -> dict
     return {**attributes, DATASET: dataset, EVENT_ID: key}
 
 
-def dead_message(dataset: str, delivery: Delivery, reason: str, deliveries: int) -> Message:
+def request_size(topic: str, data: bytes, attributes: Mapping[str, str]) -> int:
+    """Bytes of a publish request carrying this one message, as the client library counts."""
+    message = types.PubsubMessage(data=data, attributes=attributes)
+    return int(types.PublishRequest(topic=topic, messages=[message])._pb.ByteSize())
+
+
+def check_size(topic: str, data: bytes, attributes: Mapping[str, str]) -> None:
+    """Raise MessageTooLarge for a message Pub/Sub would refuse. Attributes take 128 KiB at
+    most, so only data of more than half the limit is worth counting."""
+    if (
+        len(data) > MAX_REQUEST // 2
+        and (size := request_size(topic, data, attributes)) > MAX_REQUEST
+    ):
+        raise MessageTooLarge(
+            f"message {attributes.get(EVENT_ID)!r} takes {size} bytes with its attributes;"
+            f" Pub/Sub accepts {MAX_REQUEST} at most"
+        )
+
+
+def dead_message(
+    topic: str, dataset: str, delivery: Delivery, reason: str, deliveries: int
+) -> Message:
+    """The dead letter of `delivery` for `topic`; when the message and the letter's attributes
+    do not fit in one request, the letter keeps the head of the data and a `truncated`."""
     attributes = attributes_of(dataset, delivery.key, delivery.attributes)
-    attributes[REASON] = reason.encode()[:MAX_ATTRIBUTE].decode(errors="ignore")
+    attributes[REASON] = short_reason(reason).encode()[:MAX_ATTRIBUTE].decode(errors="ignore")
     attributes[DELIVERIES] = str(deliveries)
     attributes[PUBLISHED_AT] = f"{delivery.published_at:.6f}"
-    return delivery.data, attributes
+    data = delivery.data
+    if request_size(topic, data, attributes) <= MAX_REQUEST:
+        return data, attributes
+    cut = truncation(data, "")
+    attributes[TRUNCATED] = truncation_json(cut)
+    over = request_size(topic, data, attributes) - MAX_REQUEST
+    return data[: max(0, len(data) - over)], attributes
 
 
 def delivery_of(item: ReceivedMessage, count: int) -> Delivery:
@@ -72,6 +113,7 @@ def letter_of(item: ReceivedMessage) -> DeadLetter:
         deliveries,
         published_at,
         dead_at,
+        truncation_of(attributes.get(TRUNCATED)),
     )
 
 
@@ -80,10 +122,32 @@ def replayed(dataset: str, item: ReceivedMessage) -> Message:
     attributes = {
         k: v
         for k, v in item.message.attributes.items()
-        if k not in (REASON, DELIVERIES, PUBLISHED_AT) and not k.startswith(POLICY_PREFIX)
+        if k not in (REASON, DELIVERIES, PUBLISHED_AT, TRUNCATED)
+        and not k.startswith(POLICY_PREFIX)
     }
     key = attributes.pop(EVENT_ID, "") or item.message.message_id
     return bytes(item.message.data), attributes_of(dataset, key, attributes)
+
+
+def replayable(
+    topic: str, dataset: str, items: Sequence[ReceivedMessage]
+) -> list[tuple[ReceivedMessage, Message]]:
+    """Letters with the messages to publish again; one that would now be over the request limit
+    (a message near 10 MB moved by the policy, given our attributes) stays, and is logged."""
+    chosen = []
+    for item in items:
+        message = replayed(dataset, item)
+        try:
+            check_size(topic, *message)
+        except MessageTooLarge as exc:
+            log.warning(
+                "dead letter %s stays: it cannot be published again (%s)",
+                item.message.message_id,
+                exc,
+            )
+            continue
+        chosen.append((item, message))
+    return chosen
 
 
 def letter_id(dead_at: float, message_id: str) -> str:

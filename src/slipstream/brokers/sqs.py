@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -63,7 +63,7 @@ from slipstream.brokers.sqs_resources import (
     parse_url,
     visibility,
 )
-from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -293,6 +293,12 @@ class SqsBroker:
 
     # --- dead letters ---------------------------------------------------------------------
 
+    def buried(self, dataset: str) -> int:
+        """Always 0: the queue's redrive policy moves worn-out messages, out of the broker's
+        sight (the dead letter queue's depth, in CloudWatch, counts them)."""
+        self._of(dataset)
+        return 0
+
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         """Send to the dead letter queue, then delete: a crash between leaves a duplicate."""
         resources = self._of(dataset)
@@ -328,30 +334,44 @@ class SqsBroker:
         async with self._dead_locks[dataset]:
             while True:
                 held = await self._run(self._aws.hold, resources.dead_url, HOLD_SECONDS)
-                chosen = [
+                chosen = _replayable(
                     m
                     for m in held
                     if wanted is None or letter_of(m, resources.max_receives).id in wanted
-                ]
-                picked = {m["ReceiptHandle"] for m in chosen}
+                )
+                picked = {m["ReceiptHandle"] for m, _ in chosen}
                 rest = [m for m in held if m["ReceiptHandle"] not in picked]
                 try:
                     if chosen:
-                        entries = [replayed(m) for m in chosen]
-                        await self._send("queue", resources.queue_url, entries)
+                        await self._send("queue", resources.queue_url, [e for _, e in chosen])
                         await self._delete(resources.dead_url, list(picked))
                 except BaseException:
                     await self._release(resources.dead_url, held)
                     raise
                 await self._release(resources.dead_url, rest)
                 moved += len(chosen)
-                if wanted is not None or len(held) < PEEK_MAX:
+                if wanted is not None or len(held) < PEEK_MAX or not chosen:
                     return moved
 
     async def _release(self, url: str, held: Sequence[Message]) -> None:
         if held:
             handles = [m["ReceiptHandle"] for m in held]
             await asyncio.shield(self._visibility(url, handles, 0))
+
+
+def _replayable(messages: Iterable[Message]) -> list[tuple[Message, Entry]]:
+    """Letters with their entries to send again; one over the broker's message size (a message
+    another client sent straight to the queue, up to SQS's own limit, then redriven) stays in the
+    dead letters, and is logged."""
+    chosen = []
+    for message in messages:
+        try:
+            chosen.append((message, replayed(message)))
+        except MessageTooLarge as exc:
+            log.warning(
+                "dead letter %s stays: it cannot be sent again (%s)", message["MessageId"], exc
+            )
+    return chosen
 
 
 def _once_each(messages: Sequence[Message]) -> list[Message]:

@@ -8,7 +8,8 @@ delivery with more, without a word):
 - the message's own attributes go as attributes of their own when they fit (valid names,
   non-empty values, within the count); otherwise all of them as one JSON object in
   `attributes_json`;
-- a dead letter sent by the broker adds `reason`, `deliveries`, `published_at` and `dead_at`.
+- a dead letter sent by the broker adds `reason`, `deliveries`, `published_at` and `dead_at`,
+  and `truncated` (JSON: size and sha256 of the whole data) when only the head of the data fits.
 A message's own attribute that uses one of these reserved names is always sent in JSON.
 """
 
@@ -23,14 +24,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipstream.brokers import DeadLetter, Delivery
+from slipstream.brokers.letters import (
+    short_reason,
+    text_head,
+    truncation,
+    truncation_json,
+    truncation_of,
+)
 from slipstream.errors import MessageTooLarge
 
 EVENT_ID, ENCODING, PACKED = "event_id", "body_encoding", "attributes_json"
 REASON, DELIVERIES, PUBLISHED_AT, DEAD_AT = "reason", "deliveries", "published_at", "dead_at"
-RESERVED = frozenset({EVENT_ID, ENCODING, PACKED, REASON, DELIVERIES, PUBLISHED_AT, DEAD_AT})
+TRUNCATED = "truncated"
+RESERVED = frozenset(
+    {EVENT_ID, ENCODING, PACKED, REASON, DELIVERIES, PUBLISHED_AT, DEAD_AT, TRUNCATED}
+)
 MAX_ATTRIBUTES = 10  # per message, SQS and SNS raw delivery alike
 MAX_BYTES = 262_144  # a message (body + attributes), and a whole batch request
-MAX_REASON = 1024  # characters of a dead letter's reason kept
 # Characters SQS accepts in a body or a String attribute (XML 1.0 characters).
 REFUSED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 ATTRIBUTE_NAME = re.compile(r"(?!\.)(?!.*\.\.)(?!(?i:aws\.|amazon\.))[A-Za-z0-9_.-]{1,256}(?<!\.)")
@@ -60,6 +70,16 @@ class Entry:
 
 def entry(key: str, data: bytes, attributes: Mapping[str, str], **extra: str) -> Entry:
     """The wire form of one message; `extra` are the broker's own (reserved) attributes."""
+    result = _entry(key, data, attributes, extra)
+    if result.size > MAX_BYTES:
+        raise MessageTooLarge(
+            f"message {key!r} takes {result.size} bytes with its attributes; SQS and SNS accept"
+            f" {MAX_BYTES} at most"
+        )
+    return result
+
+
+def _entry(key: str, data: bytes, attributes: Mapping[str, str], extra: dict[str, str]) -> Entry:
     body, encoding = _body(data)
     mine = {EVENT_ID: key, **extra}
     if encoding is not None:
@@ -67,13 +87,7 @@ def entry(key: str, data: bytes, attributes: Mapping[str, str], **extra: str) ->
     own = dict(attributes)
     if own and (len(mine) + len(own) > MAX_ATTRIBUTES or not all(map(_fits, own.items()))):
         own = {PACKED: json.dumps(own, separators=(",", ":"))}
-    result = Entry(key, body, {**own, **mine})
-    if result.size > MAX_BYTES:
-        raise MessageTooLarge(
-            f"message {key!r} takes {result.size} bytes with its attributes; SQS and SNS accept"
-            f" {MAX_BYTES} at most"
-        )
-    return result
+    return Entry(key, body, {**own, **mine})
 
 
 def _body(data: bytes) -> tuple[str, str | None]:
@@ -148,17 +162,25 @@ def delivery_of(message: Message) -> Delivery:
 
 
 def dead_entry(delivery: Delivery, reason: str, dead_at: float) -> Entry:
-    return entry(
-        delivery.key,
-        delivery.data,
-        delivery.attributes,
-        **{
-            REASON: reason[:MAX_REASON] or "(no reason given)",
-            DELIVERIES: str(delivery.delivery_count),
-            PUBLISHED_AT: f"{delivery.published_at:.6f}",
-            DEAD_AT: f"{dead_at:.6f}",
-        },
-    )
+    """The dead letter of `delivery`; never over MAX_BYTES: when the message and the letter's
+    attributes do not fit together, the letter keeps the head of the data and a `truncated`."""
+    key, data, attributes = delivery.key, delivery.data, delivery.attributes
+    extra = {
+        REASON: short_reason(reason),
+        DELIVERIES: str(delivery.delivery_count),
+        PUBLISHED_AT: f"{delivery.published_at:.6f}",
+        DEAD_AT: f"{dead_at:.6f}",
+    }
+    whole = _entry(key, data, attributes, extra)
+    if whole.size <= MAX_BYTES:
+        return whole
+    cut = truncation(data, "")
+    extra[TRUNCATED] = truncation_json(cut)
+    text = _body(data)[1] is None
+    probe = _entry(key, b"a" if text else b"\x00", attributes, extra)
+    room = MAX_BYTES - (probe.size - len(probe.body.encode()))
+    head = text_head(data, room) if text else data[: room // 4 * 3]
+    return _entry(key, head, attributes, extra)
 
 
 def letter_of(message: Message, max_receives: int) -> DeadLetter:
@@ -181,6 +203,7 @@ def letter_of(message: Message, max_receives: int) -> DeadLetter:
         deliveries=deliveries,
         published_at=published_at,
         dead_at=dead_at,
+        truncated=truncation_of(attributes.get(TRUNCATED)),
     )
 
 
