@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from slipstream.api.app import create_app
 from slipstream.api.cursors import Cursors
 from slipstream.brokers import Broker, Delivery, Outgoing
-from slipstream.brokers.nats import PUBLISHED
+from slipstream.brokers.nats_messages import PUBLISHED
 from slipstream.config import Settings
 from slipstream.runtime import Runtime
 from tests.conftest import service_missing
