@@ -128,8 +128,8 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         f"Metrics    {base}/metrics",
         f"Status     {base}/status",
         f"Health     {base}/healthz  {base}/readyz",
-        f"Broker     {settings.broker_url}",
-        f"Store      {settings.store_url}",
+        f"Broker     {escape(shown_url(settings.broker_url))}",
+        f"Store      {escape(shown_url(settings.store_url))}",
         f"Datasets   {', '.join(runtime.catalog.names)} ({runtime.catalog.source})",
     ]
     if not settings.key_scopes():

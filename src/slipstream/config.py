@@ -309,6 +309,10 @@ def load_settings(**overrides: object) -> Settings:
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
         value = first.get("input")
         secret = name.endswith(("API_KEYS", "SECRET"))  # never echo a secret into a log
+        if name.endswith("_URL") and isinstance(value, str):
+            from slipstream.registry import shown_url  # registry imports this module
+
+            value = shown_url(value)  # a password in the URL stays out of the log
         shown = "" if secret else f"={value!r}"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{name}{shown}: {message}") from None

@@ -100,3 +100,11 @@ def test_a_url_that_does_not_parse_names_the_variable(
     monkeypatch.setenv("SLIPSTREAM_BROKER_URL", "nats://[::1")
     with pytest.raises(ConfigError, match=r"SLIPSTREAM_BROKER_URL='nats://\[::1': not a valid URL"):
         load_settings()
+
+
+def test_a_bad_url_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPSTREAM_STORE_URL", "postgresql//app:s3cret-pw@db/events")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "SLIPSTREAM_STORE_URL" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
