@@ -27,6 +27,16 @@ def test_a_bad_setting_fails_at_start_with_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_backend_that_cannot_open_fails_at_start_with_one_line(tmp_path: Path) -> None:
+    env = {"SLIPSTREAM_STORE_URL": "duckdb:///./warehouse.duckdb?threads=lots"}
+    result = slipstream("up", "--port", "0", cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "cannot start: cannot open DuckDB database" in output
+    assert "Could not convert string 'lots'" in output
+    assert "Traceback" not in output
+
+
 def test_a_bad_datasets_file_fails_at_start(tmp_path: Path) -> None:
     (tmp_path / "ds.yaml").write_text("datasets:\n  - name: x\n    fields: []\n")
     result = slipstream("up", cwd=tmp_path, env={"SLIPSTREAM_DATASETS": "ds.yaml"})

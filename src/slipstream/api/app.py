@@ -21,7 +21,8 @@ from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
 from slipstream.api.point_reads import PointReads
 from slipstream.api.routing import GuardedRoute
-from slipstream.api.tracing import RequestContext
+from slipstream.api.tracing import STARTUP_FAILURE, RequestContext
+from slipstream.errors import SlipstreamError, reason_of
 from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
 
@@ -108,7 +109,12 @@ def create_app(runtime: Runtime, *, server_process: bool = False) -> SlipstreamA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not app.state.api_keys:
             log.warning(OPEN_ACCESS_WARNING)
-        await runtime.start()
+        try:
+            await runtime.start()
+        except SlipstreamError as exc:
+            # Logged by the server as this one line rather than a traceback (api/tracing.py).
+            setattr(app.state, STARTUP_FAILURE, f"cannot start: {reason_of(exc)}")
+            raise
         if server_process:
             tune_interpreter()
         try:
