@@ -21,7 +21,7 @@ from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
 from slipstream.api.point_reads import PointReads
 from slipstream.api.routing import GuardedRoute
-from slipstream.api.tracing import STARTUP_FAILURE, RequestContext
+from slipstream.api.tracing import STARTUP_FAILURE, RequestContext, route_template
 from slipstream.errors import SlipstreamError, reason_of
 from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
@@ -62,8 +62,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             method = scope["method"]
             named = scope.get("path_params", {}).get("ds")
             dataset = "" if named is None else named if named in self.datasets else "unknown"

@@ -123,7 +123,7 @@ class RequestContext:
                 raise
             finally:
                 status = answer.status or 500
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                route = route_template(scope)
                 if span is not None:
                     _finish(span, method, route, status)
                 log_request(scope, method, route, status, started)
@@ -132,6 +132,14 @@ class RequestContext:
         logs.request_id.reset(tokens[0])
         logs.trace_id.reset(tokens[1])
         _propagated.reset(tokens[2])
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template for logs and metric labels, never the raw path: without
+    converters (`{event_id:path}` reads `{event_id}`), so labels stay as they always were."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else "unmatched"
 
 
 def _plain_startup_failure(scope: Scope, send: Send) -> Send:
