@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import __version__
 from slipstream.api import admin, docs, health, ingest, push, query, status
-from slipstream.api.body import BodyLimits
+from slipstream.api.body import BodyBudget, BodyLimits
 from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
@@ -135,7 +135,9 @@ def create_app(runtime: Runtime, *, server_process: bool = False) -> SlipstreamA
     settings = runtime.settings
     app.state.runtime = runtime
     app.state.api_keys = settings.key_scopes()
-    app.state.body_limits = BodyLimits(settings.max_body_bytes, settings.body_timeout)
+    app.state.body_limits = BodyLimits(
+        settings.max_body_bytes, settings.body_timeout, BodyBudget(settings.body_memory_bytes)
+    )
     install_error_handlers(app)
     for module in (ingest, query, admin, health, push, status, docs):
         app.include_router(module.router)
