@@ -20,7 +20,7 @@ from rich.table import Table
 from slipstream import __version__
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import DatasetError
-from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from slipstream.logs import configure_logging
 from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
@@ -217,7 +217,7 @@ def publish(
         parsed = asyncio.run(publish_file(settings, dataset, data))
     except BadFile as exc:
         fail(f"{'standard input' if file == '-' else file}: {exc}")
-    except (ConfigError, DatasetError, BackendUnavailable) as exc:
+    except (ConfigError, DatasetError, BackendUnavailable, MessageTooLarge) as exc:
         fail(str(exc))
     table = Table(title=f"published to {dataset}")
     table.add_column("accepted", justify="right")
