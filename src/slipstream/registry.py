@@ -26,7 +26,9 @@ def scheme_of(url: str, variable: str, entries: dict[str, BackendEntry]) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in entries:
         known = ", ".join(e.example for e in entries.values())
-        raise ConfigError(f"{variable}={url!r}: unknown scheme {scheme!r}; use one of: {known}")
+        raise ConfigError(
+            f"{variable}={shown_url(url)!r}: unknown scheme {scheme!r}; use one of: {known}"
+        )
     return scheme
 
 
