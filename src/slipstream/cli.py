@@ -20,7 +20,7 @@ from rich.table import Table
 from slipstream import __version__
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import DatasetError
-from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from slipstream.logs import configure_logging
 from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
@@ -128,8 +128,8 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         f"Metrics    {base}/metrics",
         f"Status     {base}/status",
         f"Health     {base}/healthz  {base}/readyz",
-        f"Broker     {settings.broker_url}",
-        f"Store      {settings.store_url}",
+        f"Broker     {escape(shown_url(settings.broker_url))}",
+        f"Store      {escape(shown_url(settings.store_url))}",
         f"Datasets   {', '.join(runtime.catalog.names)} ({runtime.catalog.source})",
     ]
     if not settings.key_scopes():
@@ -217,7 +217,7 @@ def publish(
         parsed = asyncio.run(publish_file(settings, dataset, data))
     except BadFile as exc:
         fail(f"{'standard input' if file == '-' else file}: {exc}")
-    except (ConfigError, DatasetError, BackendUnavailable) as exc:
+    except (ConfigError, DatasetError, BackendUnavailable, MessageTooLarge) as exc:
         fail(str(exc))
     table = Table(title=f"published to {dataset}")
     table.add_column("accepted", justify="right")

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         description="Longest pause, in seconds, while a request body arrives; the request is "
         "then abandoned (408) and its connection closed.",
     )
+    body_memory_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of request bodies held at once across all requests (at least "
+        "SLIPSTREAM_MAX_BODY_BYTES); a request whose body would pass it is answered 503 with "
+        "Retry-After.",
+    )
     max_head_bytes: int = Field(
         32 * 1024,
         ge=1024,
@@ -173,6 +180,17 @@ class Settings(BaseSettings):
         except ValueError as exc:  # an unclosed [ of an IPv6 address, say
             raise ValueError(f"not a valid URL: {exc}") from None
         return url
+
+    @field_validator("body_memory_bytes")
+    @classmethod
+    def _room_for_one_body(cls, memory: int, info: ValidationInfo) -> int:
+        largest = info.data.get("max_body_bytes")
+        if largest is not None and memory < largest:
+            raise ValueError(
+                f"must be at least SLIPSTREAM_MAX_BODY_BYTES ({largest}), or no body of the "
+                "largest size could ever be taken"
+            )
+        return memory
 
     @field_validator("api_keys")
     @classmethod
@@ -309,6 +327,10 @@ def load_settings(**overrides: object) -> Settings:
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
         value = first.get("input")
         secret = name.endswith(("API_KEYS", "SECRET"))  # never echo a secret into a log
+        if name.endswith("_URL") and isinstance(value, str):
+            from slipstream.registry import shown_url  # registry imports this module
+
+            value = shown_url(value)  # a password in the URL stays out of the log
         shown = "" if secret else f"={value!r}"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{name}{shown}: {message}") from None

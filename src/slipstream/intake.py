@@ -7,6 +7,7 @@ producer is told at once which indexes were rejected and why.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 
 from slipstream.brokers import Outgoing
 from slipstream.events import EventCodec, InvalidEvent, new_event_id
-from slipstream.storable import MAX_DEPTH, Hints, document_hints, hints
+from slipstream.storable import TOO_DEEP, Hints, document_hints, hints
 
 
 class MalformedBody(ValueError):
@@ -44,18 +45,56 @@ def _take(
     try:
         codec.validate(event, look)
     except InvalidEvent as exc:
-        intake.rejected.append({"index": index, "error": str(exc)})
-        data = raw if raw is not None else orjson.dumps(event)
-        intake.messages.append(Outgoing(new_event_id(), data, attributes))
+        _reject(intake, index, str(exc), raw, event, attributes)
         return
     event_id = codec.event_id(event)
     if event_id is None:
         event_id = new_event_id()
         event[codec.key] = event_id
         raw = None  # the stored event must carry the id it was given
-    data = raw if raw is not None else orjson.dumps(event)
+    try:
+        data = raw if raw is not None else orjson.dumps(event)
+    except orjson.JSONEncodeError:  # nested past what orjson writes: the document's hints
+        _reject(intake, index, TOO_DEEP, raw, event, attributes)  # leave nesting unchecked
+        return
     intake.ids.append(event_id)
     intake.messages.append(Outgoing(event_id, data, attributes))
+
+
+def _reject(
+    intake: Intake,
+    index: int,
+    reason: str,
+    raw: bytes | None,
+    event: Any,
+    attributes: dict[str, str],
+) -> None:
+    """Quarantine the event (through the broker, under a fresh key) and tell the producer."""
+    intake.rejected.append({"index": index, "error": reason})
+    data = raw if raw is not None else _written(event)
+    intake.messages.append(Outgoing(new_event_id(), data, attributes))
+
+
+def _written(event: Any) -> bytes:
+    """A refused event as JSON text for its quarantine row, however deeply it is nested."""
+    try:
+        return orjson.dumps(event)
+    except orjson.JSONEncodeError:  # past orjson's depth; the standard library goes further
+        try:
+            return json.dumps(event, ensure_ascii=False).encode()
+        except RecursionError:
+            return orjson.dumps({"refused": TOO_DEEP, "kept": "nothing: too deep to write"})
+
+
+def from_event(
+    event: Any, text: bytes, codec: EventCodec, attributes: dict[str, str], *, changed: bool
+) -> Intake:
+    """One decoded event and the JSON text it came from (a pushed message's payload), whatever
+    its shape: a JSON array there is one event, an invalid one. `changed`: the caller has set
+    something in `event` (its id), so the text is written again rather than sent as it came."""
+    intake = Intake()
+    _take(intake, codec, 0, event, None if changed else text, attributes, hints(text))
+    return intake
 
 
 def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> Intake:
@@ -94,15 +133,8 @@ def from_json(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> Int
         ) from None
     intake = Intake()
     events = document if isinstance(document, list) else [document]
-    # Scanned once for the whole body; each event is written back below, which fails past
-    # MAX_DEPTH.
+    # Scanned once for the whole body; an event nested too deep shows when it is written back.
     look = document_hints(body)
     for index, event in enumerate(events):
-        try:
-            _take(intake, codec, index, event, None, attributes, look)
-        except orjson.JSONEncodeError:  # "Recursion limit reached"
-            raise MalformedBody(
-                f"event {index} has objects and arrays nested more than {MAX_DEPTH} deep;"
-                " flatten it (nothing of the body was accepted)"
-            ) from None
+        _take(intake, codec, index, event, None, attributes, look)
     return intake

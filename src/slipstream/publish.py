@@ -11,7 +11,7 @@ import orjson
 from slipstream.brokers import BROKERS, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import load_catalog
-from slipstream.errors import ConfigError
+from slipstream.errors import ConfigError, MessageTooLarge
 from slipstream.events import EventCodec
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
 from slipstream.registry import embedded_file, shown_url
@@ -111,7 +111,14 @@ async def publish_file(settings: Settings, dataset_name: str, data: bytes) -> Pa
     await broker.open(catalog.names)
     try:
         for start in range(0, len(messages), CHUNK):
-            await broker.publish(dataset.name, messages[start : start + CHUNK])
+            try:
+                await broker.publish(dataset.name, messages[start : start + CHUNK])
+            except MessageTooLarge as exc:
+                raise MessageTooLarge(
+                    f"{exc}; the {start} events before its batch of {CHUNK} were published, the"
+                    " rest not: shrink that event and publish the file again (events with an id"
+                    " are stored once however often they are sent)"
+                ) from None
     finally:
         await broker.close()
     return parsed

@@ -26,7 +26,9 @@ def scheme_of(url: str, variable: str, entries: dict[str, BackendEntry]) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in entries:
         known = ", ".join(e.example for e in entries.values())
-        raise ConfigError(f"{variable}={url!r}: unknown scheme {scheme!r}; use one of: {known}")
+        raise ConfigError(
+            f"{variable}={shown_url(url)!r}: unknown scheme {scheme!r}; use one of: {known}"
+        )
     return scheme
 
 
@@ -58,10 +60,13 @@ def embedded_file(url: str, variable: str, entries: dict[str, BackendEntry]) -> 
 
 def shown_url(url: str) -> str:
     """The URL fit to print: a password masked, and a user part without one too (for NATS
-    that is a token)."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if not at:
-        return url
+    that is a token). A URL too malformed to parse loses everything up to its last `@`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = None
+    if parts is None or "@" not in parts.netloc:
+        return f"***@{url.rpartition('@')[2]}" if "@" in url else url
+    userinfo, _, host = parts.netloc.rpartition("@")
     user, colon, _ = userinfo.partition(":")
     return parts._replace(netloc=f"{user}:***@{host}" if colon else f"***@{host}").geturl()

@@ -5,6 +5,10 @@ and a ready one from one whose broker or store is gone. The answers come from st
 keeps anyway (its health loop pings both backends every few seconds), so a probe never waits on
 a backend. Served from a thread by the standard library's WSGI server, as prometheus_client does,
 so it keeps answering while the event loop is busy with a batch.
+
+The port may be reachable by more than the orchestrator, so a client cannot hold it: a connection
+that sends nothing for CLIENT_TIMEOUT seconds is closed, and past MAX_CONNECTIONS at once a new
+one is closed unanswered (a thread and its buffers each, otherwise without bound).
 """
 
 from __future__ import annotations
@@ -21,13 +25,33 @@ from prometheus_client import make_wsgi_app
 from slipstream.runtime import Runtime, readiness
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+CLIENT_TIMEOUT = 10.0  # seconds a connection may stay silent
+MAX_CONNECTIONS = 32  # probes and scrapes need a handful
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # every slot taken: close it, start no thread
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = CLIENT_TIMEOUT  # applied to the socket by StreamRequestHandler.setup
+
     def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds
         pass
 

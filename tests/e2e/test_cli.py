@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.conftest import port_open, service_missing
 from tests.e2e.commands import slipstream
 from tests.e2e.harness import ServerProcess
 from tests.helpers import flight_event, wait_until
@@ -25,6 +27,16 @@ def test_a_bad_setting_fails_at_start_with_one_line(tmp_path: Path) -> None:
             result.stdout + result.stderr
         )
         assert "Traceback" not in result.stderr
+
+
+def test_a_backend_that_cannot_open_fails_at_start_with_one_line(tmp_path: Path) -> None:
+    env = {"SLIPSTREAM_STORE_URL": "duckdb:///./warehouse.duckdb?threads=lots"}
+    result = slipstream("up", "--port", "0", cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "cannot start: cannot open DuckDB database" in output
+    assert "Could not convert string 'lots'" in output
+    assert "Traceback" not in output
 
 
 def test_a_bad_datasets_file_fails_at_start(tmp_path: Path) -> None:
@@ -156,3 +168,23 @@ def test_client_commands_send_the_client_key(tmp_path: Path) -> None:
         assert probed.returncode == 0, probed.stdout + probed.stderr
     finally:
         server.kill()
+
+
+def test_publish_of_an_event_over_the_brokers_size_is_one_line(tmp_path: Path) -> None:
+    if not port_open("127.0.0.1", 4222):
+        service_missing("nats", "nothing listens on 127.0.0.1:4222")
+    big = orjson.dumps(flight_event(1, prefix="big", gate="g" * (2 * 1024 * 1024)))
+    small = orjson.dumps(flight_event(2, prefix="big"))
+    url = f"nats://127.0.0.1:4222?prefix=t{uuid.uuid4().hex[:12]}&max_age=3600"
+    result = slipstream(
+        "publish",
+        "flights",
+        "-",
+        cwd=tmp_path,
+        stdin=small + b"\n" + big,
+        env={"SLIPSTREAM_BROKER_URL": url},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "the 0 events before its batch of 1000 were published, the rest not" in result.stderr

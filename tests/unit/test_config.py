@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from slipstream.config import load_settings, parse_api_keys, path_from_url
+from slipstream.config import Settings, load_settings, parse_api_keys, path_from_url
 from slipstream.errors import ConfigError
 
 
@@ -100,3 +101,33 @@ def test_a_url_that_does_not_parse_names_the_variable(
     monkeypatch.setenv("SLIPSTREAM_BROKER_URL", "nats://[::1")
     with pytest.raises(ConfigError, match=r"SLIPSTREAM_BROKER_URL='nats://\[::1': not a valid URL"):
         load_settings()
+
+
+def test_a_bad_url_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPSTREAM_STORE_URL", "postgresql//app:s3cret-pw@db/events")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "SLIPSTREAM_STORE_URL" in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgress://app:s3cret-pw@db/events",  # unknown scheme
+        "nats://app:s3cret-pw@nats:4222/path",  # a NATS URL with a path
+        "nats://app:s3cret-pw@nats:4222?bogus=1",  # an unknown NATS option
+    ],
+)
+def test_backend_url_errors_never_show_the_password(url: str) -> None:
+    from slipstream.brokers import create_broker
+    from slipstream.stores import create_store
+
+    if url.startswith("nats"):
+        create = partial(create_broker, Settings(_env_file=None, broker_url=url))  # type: ignore[call-arg]
+    else:
+        create = partial(create_store, Settings(_env_file=None, store_url=url))  # type: ignore[call-arg]
+    with pytest.raises(ConfigError) as caught:
+        create()
+    assert "s3cret-pw" not in str(caught.value)
+    assert "app:***@" in str(caught.value)

@@ -5,6 +5,7 @@ that are empty or too long."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,9 +76,13 @@ def nested(depth: int, inner: bytes = b"1") -> bytes:
     )
 
 
+def orjson_free_loads(text: bytes) -> object:
+    return json.loads(text)
+
+
 def test_nesting_deeper_than_the_stores_write_is_refused() -> None:
-    """orjson (which writes json fields and `extra` back) stops at MAX_DEPTH: deeper is refused
-    when one event is read alone; a JSON document holding one is refused whole (400)."""
+    """orjson (which writes json fields and `extra` back) stops at MAX_DEPTH: deeper is refused,
+    whether the event is read alone or inside a JSON document of many."""
     assert verdicts(nested(MAX_DEPTH))[1:] == ["", ""]
     reasons = verdicts(nested(MAX_DEPTH + 1))[1:]
     deepest = "$.payload" + "[0]" * (MAX_DEPTH - 1)
@@ -89,10 +94,19 @@ def test_nesting_deeper_than_the_stores_write_is_refused() -> None:
         * 2
     )
     assert from_json(nested(MAX_DEPTH), CODEC, {}).accepted == 1
-    with pytest.raises(
-        MalformedBody, match=f"event 0 has objects and arrays nested more than {MAX_DEPTH}"
-    ):
-        from_json(nested(MAX_DEPTH + 1), CODEC, {})
+    # In a JSON array, the event too deep is refused alone, kept whole for its quarantine row,
+    # and its neighbours are taken.
+    array = b"[" + nested(MAX_DEPTH) + b"," + nested(MAX_DEPTH + 1) + b"]"
+    intake = from_json(array.replace(b'"r-1"', b'"r-2"', 1), CODEC, {})
+    assert intake.ids == ["r-2"]
+    assert intake.rejected == [
+        {
+            "index": 1,
+            "error": f"objects and arrays are nested more than {MAX_DEPTH} deep; flatten the event",
+        }
+    ]
+    kept = intake.messages[1].data
+    assert orjson_free_loads(kept) == orjson_free_loads(nested(MAX_DEPTH + 1))
     with pytest.raises(TypeError, match="Recursion limit"):  # the writer's limit, checked here
         orjson.dumps(orjson.loads(nested(MAX_DEPTH + 1)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -236,3 +237,16 @@ def test_an_unexpected_failure_is_a_json_500_logged_with_the_request_id(
     assert by_logger["slipstream.api"]["request_id"] == "req-500"
     assert "RuntimeError: disk on fire" in str(by_logger["slipstream.api"]["exception"])
     assert by_logger["slipstream.access"]["status"] == 500
+
+
+def test_an_id_holding_slashes_is_read_back_on_both_paths(secured: TestClient) -> None:
+    headers = {"X-API-Key": "all-key-111"}
+    event = flight_event(9, id="LA800/2026-11-24/../x?y#z")
+    answer = secured.post("/v1/datasets/flights/events", json=event, headers=headers)
+    assert answer.json()["ids"] == [event["id"]]
+    path = URL + quote(str(event["id"]), safe="")
+    wait_until(lambda: secured.get(path, headers=headers).status_code == 200)
+    assert served_by_short_path(secured, path, headers)
+    framework = secured.get(path, headers={**headers, "traceparent": TRACEPARENT})
+    assert framework.status_code == 200
+    assert framework.json()["id"] == event["id"]

@@ -80,6 +80,7 @@ def test_the_broker_location_is_resolved_and_a_missing_queue_refused(
         ("nats://t0ken@nats:4222", "nats://***@nats:4222"),
         ("sqs://us-east-1?prefix=a", "sqs://us-east-1?prefix=a"),
         ("local:///./data/queue.db", "local:///./data/queue.db"),
+        ("postgresql//app:pw@db/events", "***@db/events"),  # too malformed to parse
     ],
 )
 def test_shown_urls_hide_secrets(url: str, shown: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,8 +99,18 @@ def settled(client: TestClient, messages: int) -> None:
 # --- Pub/Sub ----------------------------------------------------------------------------------
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+DEEP = _nested(300)
+
+
 def envelope(data: Any, message_id: str = "1001", **message: Any) -> dict[str, Any]:
-    raw = data if isinstance(data, bytes) else orjson.dumps(data)
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()  # any depth
     return {
         "message": {
             "data": base64.b64encode(raw).decode(),
@@ -152,6 +163,9 @@ def test_an_event_keeps_its_own_id_and_the_snake_case_spelling_works(client: Tes
         pytest.param(b"{not json", id="not-json"),
         pytest.param([flight_event(1)], id="array"),
         pytest.param(b"", id="no-data"),
+        # Nested past what the stores write: with or without an id of its own.
+        pytest.param({"id": "d", "deep": DEEP}, id="too-deep"),
+        pytest.param({"deep": DEEP}, id="too-deep-without-id"),
     ],
 )
 def test_an_invalid_event_is_acked_and_quarantined_once(client: TestClient, data: Any) -> None:

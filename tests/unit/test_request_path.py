@@ -3,6 +3,7 @@ one reader under one limit, on every route, with the JSON error body and the req
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 from collections.abc import AsyncIterator
@@ -16,10 +17,11 @@ from fastapi.testclient import TestClient
 
 from slipstream.api.app import SlipstreamAPI, create_app
 from slipstream.api.auth import require
+from slipstream.api.body import BodyBudget
 from slipstream.api.headers import SECURITY_HEADERS
 from slipstream.config import Settings
 from slipstream.runtime import Runtime
-from tests.helpers import flight_event, wait_until
+from tests.helpers import eventually, flight_event, wait_until
 from tests.unit.asgi_client import call
 from tests.unit.test_api import KEYS, error_of, make_client
 from tests.unit.test_logs import TRACEPARENT
@@ -203,3 +205,34 @@ async def test_push_routes_refuse_two_authorization_headers(open_app: Slipstream
         answer = await call(open_app, "POST", path, twice, [b"{}"])
         assert (answer.status, answer.reads) == (401, 0), path
         assert "two Authorization headers" in answer.error()["message"]
+
+
+async def test_bodies_held_at_once_stay_within_one_budget(tmp_path: Path) -> None:
+    app = make_app(tmp_path, body_timeout=0.5, body_memory_bytes=LIMIT)
+    three_quarters = [BLOCK] * 3
+    async with app.router.lifespan_context(app):
+        # One request holds three quarters of the budget while its body stalls…
+        stalled = asyncio.create_task(
+            call(app, "POST", EVENTS, [NDJSON], three_quarters, stall=True)
+        )
+        budget = app.state.body_limits.budget
+        await eventually(lambda: _holds(budget, 3 * len(BLOCK)), what="the stalled body held")
+        # …so another of the same size is turned away, whole and with a reason.
+        refused = await call(app, "POST", EVENTS, [NDJSON], three_quarters)
+        assert refused.status == 503
+        assert refused.headers["retry-after"]
+        assert "SLIPSTREAM_BODY_MEMORY_BYTES" in refused.error()["message"]
+        assert (await stalled).status == 408
+        # Both gave their bytes back: a body of the same size is taken again.
+        assert budget.held == 0
+        taken = await call(app, "POST", EVENTS, [NDJSON], [ndjson(0, 3)])
+        assert taken.status == 202
+
+
+async def _holds(budget: BodyBudget, size: int) -> bool:
+    return budget.held == size
+
+
+def test_the_body_budget_has_room_for_one_body(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least SLIPSTREAM_MAX_BODY_BYTES"):
+        make_app(tmp_path, body_memory_bytes=LIMIT - 1)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
+from slipstream import worker_http
 from slipstream.config import Settings
 from slipstream.runtime import Runtime
 from slipstream.worker_http import serve_worker_http
 from tests.conftest import free_port
-from tests.helpers import eventually
+from tests.helpers import eventually, wait_until
 
 
 async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
@@ -54,3 +58,33 @@ async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         await runtime.stop()
+
+
+def test_silent_clients_are_closed_and_cannot_take_every_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_http, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(worker_http._QuietHandler, "timeout", 0.5)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        broker_url=f"local:///{tmp_path / 'queue.db'}",
+        store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
+    )
+    runtime = Runtime(settings, with_api=False, with_worker=True)
+    port = free_port()
+    server = serve_worker_http(runtime, "127.0.0.1", port)
+    threads = threading.active_count()
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(10)]
+    try:
+        # Four hold a thread each; the other six were closed unanswered.
+        assert threading.active_count() <= threads + 4
+        # Every silent one is closed by the server: recv sees the end of the stream.
+        for sock in silent:
+            assert sock.recv(1024) == b""
+        wait_until(lambda: threading.active_count() <= threads, what="the handler threads to end")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        for sock in silent:
+            sock.close()
+        server.shutdown()
+        server.server_close()

@@ -15,13 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import __version__
 from slipstream.api import admin, docs, health, ingest, push, query, status
-from slipstream.api.body import BodyLimits
+from slipstream.api.body import BodyBudget, BodyLimits
 from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
 from slipstream.api.point_reads import PointReads
 from slipstream.api.routing import GuardedRoute
-from slipstream.api.tracing import RequestContext
+from slipstream.api.tracing import STARTUP_FAILURE, RequestContext, route_template
+from slipstream.errors import SlipstreamError, reason_of
 from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
 
@@ -61,8 +62,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             method = scope["method"]
             named = scope.get("path_params", {}).get("ds")
             dataset = "" if named is None else named if named in self.datasets else "unknown"
@@ -108,7 +108,12 @@ def create_app(runtime: Runtime, *, server_process: bool = False) -> SlipstreamA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not app.state.api_keys:
             log.warning(OPEN_ACCESS_WARNING)
-        await runtime.start()
+        try:
+            await runtime.start()
+        except SlipstreamError as exc:
+            # Logged by the server as this one line rather than a traceback (api/tracing.py).
+            setattr(app.state, STARTUP_FAILURE, f"cannot start: {reason_of(exc)}")
+            raise
         if server_process:
             tune_interpreter()
         try:
@@ -130,7 +135,9 @@ def create_app(runtime: Runtime, *, server_process: bool = False) -> SlipstreamA
     settings = runtime.settings
     app.state.runtime = runtime
     app.state.api_keys = settings.key_scopes()
-    app.state.body_limits = BodyLimits(settings.max_body_bytes, settings.body_timeout)
+    app.state.body_limits = BodyLimits(
+        settings.max_body_bytes, settings.body_timeout, BodyBudget(settings.body_memory_bytes)
+    )
     install_error_handlers(app)
     for module in (ingest, query, admin, health, push, status, docs):
         app.include_router(module.router)

@@ -7,7 +7,10 @@ parses read the same bytes under the same rules:
 - one limit, `SLIPSTREAM_MAX_BODY_BYTES`, on the bytes as sent and again on the bytes after
   decompression (413), checked as they arrive, so no more than the limit is ever held;
 - `Content-Encoding: gzip` inflated here, every member of it, anything else refused (415);
-- a body that stops arriving for `SLIPSTREAM_BODY_TIMEOUT` seconds is abandoned (408).
+- a body that stops arriving for `SLIPSTREAM_BODY_TIMEOUT` seconds is abandoned (408);
+- the bodies of all requests in hand together stay within `SLIPSTREAM_BODY_MEMORY_BYTES`: a
+  request whose body would pass it is answered 503 with Retry-After, so many large bodies at
+  once cannot take the server's memory (the per-request limit alone allows one per connection).
 
 Nothing is read until the handler asks, so a route that needs no body never pays for one.
 """
@@ -26,10 +29,39 @@ from slipstream.api.inflate import GzipError, GzipMembers
 GZIP = frozenset({"gzip", "x-gzip"})  # RFC 9110 8.4.1.3: x-gzip is gzip
 
 
+RETRY_AFTER = "2"
+
+
+class BodyBudget:
+    """Bytes of request bodies handed to handlers and not yet given back, across requests.
+
+    Only the event loop's thread touches it, so a plain counter is enough.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if self.held + size > self.limit:
+            raise ApiError(
+                503,
+                f"the server holds {self.held} bytes of request bodies, near its limit of "
+                f"{self.limit} (SLIPSTREAM_BODY_MEMORY_BYTES); nothing of this request was "
+                "accepted, retry after a pause",
+                headers={"Retry-After": RETRY_AFTER},
+            )
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
 @dataclass(frozen=True)
 class BodyLimits:
     max_bytes: int
     idle_timeout: float
+    budget: BodyBudget
 
 
 class BodyReader:
@@ -44,6 +76,12 @@ class BodyReader:
         self._decoded = 0
         self._inflater: GzipMembers | None = None
         self._pieces: Iterator[bytes] = iter(())
+        self._held = 0  # of the budget, for this request
+
+    def close(self) -> None:
+        """Give the body's bytes back to the budget: the handler is done with them."""
+        self._limits.budget.give_back(self._held)
+        self._held = 0
 
     async def receive(self) -> Message:
         if self._done:  # past the body only a disconnect can come
@@ -53,7 +91,7 @@ class BodyReader:
         while True:
             piece = self._next_piece()
             if piece is not None:
-                return _chunk(piece, more=True)
+                return self._hand_on(piece, more=True)
             if self._last:
                 self._finish()
                 return _chunk(b"", more=False)
@@ -67,8 +105,13 @@ class BodyReader:
             self._last = not message.get("more_body", False)
             if self._inflater is None:
                 self._done = self._last
-                return _chunk(data, more=not self._last)
+                return self._hand_on(data, more=not self._last)
             self._pieces = self._inflater.inflate(data)
+
+    def _hand_on(self, data: bytes, *, more: bool) -> Message:
+        self._limits.budget.take(len(data))
+        self._held += len(data)
+        return _chunk(data, more=more)
 
     def _start(self) -> None:
         self._started = True

@@ -100,7 +100,7 @@ class PointReads:
         path: str = scope["path"]
         if not path.startswith(PREFIX):
             return None
-        parts = path[len(PREFIX) :].split("/")
+        parts = path[len(PREFIX) :].split("/", 2)  # the id may hold "/" itself
         if len(parts) != 3 or parts[1] != "events" or not parts[2]:
             return None
         if parts[0] not in self.datasets or otel.enabled():

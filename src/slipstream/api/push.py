@@ -42,7 +42,7 @@ from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Outgoing
 from slipstream.datasets import Dataset
 from slipstream.events import EventCodec
-from slipstream.intake import Intake, from_json
+from slipstream.intake import Intake, from_event
 from slipstream.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def one_event(
 ) -> Intake:
     """One pushed message → one broker message keyed by the event id, else by `message_id`.
 
-    The same verdicts as HTTP ingest (`intake.from_json`); a payload that is not one JSON object
+    The same verdicts as HTTP ingest (`intake.from_event`); a payload that is not one JSON object
     is quarantined with the reason, under `message_id`, so a redelivery is the same entry.
     """
     try:
@@ -244,9 +244,10 @@ def one_event(
         intake.rejected.append({"index": 0, "error": f"not valid JSON: {exc}"})
         intake.messages.append(Outgoing(message_id, data, attributes))
         return intake
-    if isinstance(event, dict) and event.get(codec.key) is None:
+    changed = isinstance(event, dict) and event.get(codec.key) is None
+    if changed:
         event[codec.key] = message_id
-    intake = from_json(orjson.dumps([event]), codec, attributes)  # a list stays one (bad) event
+    intake = from_event(event, data, codec, attributes, changed=changed)
     if intake.rejected:
         intake.messages = [Outgoing(message_id, m.data, m.attributes) for m in intake.messages]
     return intake

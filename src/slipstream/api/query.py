@@ -60,7 +60,8 @@ async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> by
     return body
 
 
-@router.get("/v1/datasets/{ds}/events/{event_id}", summary="One event by id")
+# `:path`: an event id may hold "/" (sent as %2F), and must be readable like any other.
+@router.get("/v1/datasets/{ds}/events/{event_id:path}", summary="One event by id")
 async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Response:
     body = await encoded_event(runtime_of(request), dataset, event_id)
     return Response(body, media_type="application/json")

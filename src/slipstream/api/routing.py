@@ -46,6 +46,9 @@ class GuardedRoute(APIRoute):
             request.scope[CHECKED_SCOPES] = needed
             limits: BodyLimits = state.body_limits
             reader = BodyReader(request.scope, request.receive, limits)
-            return await handle(Request(request.scope, reader.receive))
+            try:
+                return await handle(Request(request.scope, reader.receive))
+            finally:
+                reader.close()
 
         return guarded

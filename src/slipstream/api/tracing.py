@@ -33,6 +33,8 @@ MAX_REQUEST_ID = 128
 # Ids end up in log lines and message attributes: no spaces, quotes or control characters.
 _SAFE_ID = re.compile(rf"[A-Za-z0-9._:@+=/-]{{1,{MAX_REQUEST_ID}}}")
 # Probes and scrapers call these every few seconds; their lines would drown the rest.
+# Where the app's lifespan leaves the one-line reason it could not start (app.state).
+STARTUP_FAILURE = "startup_failure"
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _propagated: ContextVar[Mapping[str, str]] = ContextVar("slipstream_propagated", default=_EMPTY)
@@ -83,6 +85,8 @@ class RequestContext:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _plain_startup_failure(scope, send)
             await self.app(scope, receive, send)
             return
         request_id = valid_request_id(_header(scope, REQUEST_ID.encode())) or new_request_id()
@@ -119,7 +123,7 @@ class RequestContext:
                 raise
             finally:
                 status = answer.status or 500
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                route = route_template(scope)
                 if span is not None:
                     _finish(span, method, route, status)
                 log_request(scope, method, route, status, started)
@@ -128,6 +132,27 @@ class RequestContext:
         logs.request_id.reset(tokens[0])
         logs.trace_id.reset(tokens[1])
         _propagated.reset(tokens[2])
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template for logs and metric labels, never the raw path: without
+    converters (`{event_id:path}` reads `{event_id}`), so labels stay as they always were."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else "unmatched"
+
+
+def _plain_startup_failure(scope: Scope, send: Send) -> Send:
+    """A lifespan `send` that reports a start-up failure the app explained (a backend it cannot
+    reach, a setting it cannot use) as that one line, where the framework sends a traceback."""
+
+    async def plain(message: Message) -> None:
+        explained = getattr(scope["app"].state, STARTUP_FAILURE, None)
+        if message["type"] == "lifespan.startup.failed" and explained:
+            message = {**message, "message": explained}
+        await send(message)
+
+    return plain
 
 
 def _finish(span: Span, method: str, route: str, status: int) -> None:

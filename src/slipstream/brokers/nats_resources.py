@@ -11,6 +11,7 @@ from nats.js import api
 from nats.js.errors import APIError, NotFoundError
 
 from slipstream.errors import ConfigError
+from slipstream.registry import shown_url
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -50,12 +51,12 @@ def parse_url(url: str) -> tuple[list[str], Options]:
     userinfo, _, hosts = parts.netloc.rpartition("@")
     servers = [f"nats://{host}" for host in hosts.split(",") if host]
     if not servers or parts.path not in ("", "/"):
-        raise ConfigError(f"{VARIABLE}={url!r}: expected nats://host:4222[,host2:4222]")
+        raise ConfigError(f"{VARIABLE}={shown_url(url)!r}: expected nats://host:4222[,host2:4222]")
     user, colon, password = (unquote(p) for p in userinfo.partition(":"))
     credentials = {"user": user, "password": password} if colon else {"token": user}
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     if unknown := sorted(set(query) - {"prefix", "replicas", "max_age"}):
-        raise ConfigError(f"{VARIABLE}: unknown parameter {unknown[0]!r} in {url!r}")
+        raise ConfigError(f"{VARIABLE}: unknown parameter {unknown[0]!r} in {shown_url(url)!r}")
     prefix = query.get("prefix", "slipstream")
     if not PREFIX.match(prefix):
         raise ConfigError(f"{VARIABLE}: prefix {prefix!r}: use up to 32 of a-z, 0-9, _, -")
