@@ -202,3 +202,15 @@ async def test_push_routes_refuse_two_authorization_headers(open_app: Slipstream
         answer = await call(open_app, "POST", path, twice, [b"{}"])
         assert (answer.status, answer.reads) == (401, 0), path
         assert "two Authorization headers" in answer.error()["message"]
+
+
+def test_405_names_every_method_of_the_path(tmp_path: Path) -> None:
+    """Starlette names only the methods of the first route whose path matches; the GET and the
+    POST of the events are two routes."""
+    with make_client(tmp_path) as client:
+        for method in ("PUT", "DELETE", "OPTIONS"):
+            answer = client.request(method, EVENTS)
+            assert answer.status_code == 405
+            assert answer.headers["allow"] == "GET, POST"
+            assert "only GET, POST" in error_of(answer)["message"]
+        assert client.put("/healthz").headers["allow"] == "GET"

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -16,7 +17,7 @@ from slipstream.errors import reason_of
 
 log = logging.getLogger("slipstream.api")
 
-_CODES = {
+CODES = {  # the `code` of each status's error body
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -34,7 +35,7 @@ _CODES = {
 
 
 def code_for(status: int) -> str:
-    return _CODES.get(status, "error")
+    return CODES.get(status, "error")
 
 
 class ApiError(StarletteHTTPException):
@@ -93,17 +94,30 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = str(exc.detail)
+    headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}, only {', '.join(allowed)}; "
+            "see /docs"
+        )
     return error_response(
-        exc.status_code,
-        code_for(exc.status_code),
-        message,
-        None,
-        dict(exc.headers) if exc.headers else None,
+        exc.status_code, code_for(exc.status_code), message, None, headers or None
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette names only those of the
+    first route whose path matches, and GET and POST of one path are two routes here."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path_regex.fullmatch(path):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
