@@ -34,6 +34,9 @@ CODES = {  # the `code` of each status's error body
 }
 
 
+RETRY_AFTER = "2"  # seconds a client waits before trying again after a 503
+
+
 def code_for(status: int) -> str:
     return CODES.get(status, "error")
 
@@ -52,6 +55,8 @@ class ApiError(StarletteHTTPException):
         details: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if status == 503:  # every 503 says when to come back, as the API description promises
+            headers = {"Retry-After": RETRY_AFTER, **(headers or {})}
         super().__init__(status, message, headers)
         self.status = status
         self.code = code or code_for(status)
@@ -64,11 +69,7 @@ class ApiError(StarletteHTTPException):
 
 def unavailable(what: str, exc: Exception) -> ApiError:
     """503 for a broker or store that cannot serve now, naming why; clients retry after a pause."""
-    return ApiError(
-        503,
-        f"the {what} is unavailable ({reason_of(exc)}); retry shortly",
-        headers={"Retry-After": "2"},
-    )
+    return ApiError(503, f"the {what} is unavailable ({reason_of(exc)}); retry shortly")
 
 
 def error_body(status: int, code: str, message: str, details: Any = None) -> bytes:

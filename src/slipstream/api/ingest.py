@@ -11,7 +11,7 @@ from slipstream import otel
 from slipstream.api.answers import error_answer
 from slipstream.api.deps import USES_BROKER, IngestDataset, runtime_of
 from slipstream.api.encoding import json_response
-from slipstream.api.errors import ApiError
+from slipstream.api.errors import RETRY_AFTER, ApiError
 from slipstream.api.response_models import Accepted
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
@@ -22,7 +22,6 @@ from slipstream.runtime import Runtime
 
 router = APIRouter(tags=["ingest"], route_class=GuardedRoute)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
-RETRY_AFTER = "2"
 
 INGEST_DOC = """Send one JSON object, a JSON array of objects, or NDJSON
 (`Content-Type: application/x-ndjson`, one object per line, CRLF and blank lines allowed).

@@ -27,8 +27,8 @@ from starlette.responses import Response
 
 from slipstream.api.deps import USES_BROKER, runtime_of
 from slipstream.api.encoding import json_response
-from slipstream.api.errors import ApiError
-from slipstream.api.ingest import RETRY_AFTER, publish_intake
+from slipstream.api.errors import RETRY_AFTER, ApiError
+from slipstream.api.ingest import publish_intake
 from slipstream.api.push_access import (
     CLOSED_PUSH,
     OPEN_PUSH_WARNING,

@@ -22,8 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from slipstream.api.answers import error_answer
 from slipstream.api.auth import presented_key, scopes_for
-from slipstream.api.errors import ApiError
-from slipstream.api.ingest import RETRY_AFTER
+from slipstream.api.errors import RETRY_AFTER, ApiError
 from slipstream.config import Settings
 from slipstream.datasets import Dataset
 from slipstream.runtime import Runtime
