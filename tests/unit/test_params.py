@@ -122,11 +122,18 @@ def test_any_text_is_an_int64_or_a_400(text: str) -> None:
 @example("nan")
 @example("-inf")
 @example("1e999")
+@example("1_000")
+@example(" 7.5")
+@example("١٫٥")  # digits of another script, which float() would take
 def test_a_float_filter_is_finite_or_a_400(raw: float | str) -> None:
     value = parsed("float", str(raw))
     assert isinstance(value, ApiError) or math.isfinite(value)
     if isinstance(raw, float) and math.isfinite(raw):
         assert value == raw
+    if isinstance(raw, str) and not isinstance(value, ApiError):
+        assert raw.strip() == raw
+        assert raw.isascii()
+        assert "_" not in raw
 
 
 @given(st.text(alphabet=st.characters(exclude_categories=())))

@@ -22,6 +22,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # ASCII digits only: int() would also take "1_000", " 7 " and other scripts' digits.
 _INTEGER = re.compile(r"[+-]?0*([0-9]+)", re.ASCII)
 INT64_DIGITS = 19
+# A JSON-like number: float() would also take "1_000", " 7 ", "infinity" and other scripts' digits.
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 TIME_EXAMPLE = "2026-11-24T10:00:00Z"
@@ -103,13 +105,10 @@ def field_value(spec: FieldSpec, raw: str) -> Any:
             if problem is None:
                 return int(raw)
         case "float":
-            try:
-                number = float(raw)
-            except ValueError:
-                number = math.nan
+            number = float(raw) if _NUMBER.fullmatch(raw) else math.nan
             if math.isfinite(number):
                 return number
-            problem = "must be a finite number"
+            problem = "must be a finite number (digits, a point, an exponent)"
         case "bool":
             if raw.lower() in _TRUE:
                 return True
