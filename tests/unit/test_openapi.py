@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from openapi_spec_validator import validate as validate_openapi
 
 from slipstream.api.app import SlipstreamAPI
 from slipstream.api.openapi import positive_up_to
@@ -285,6 +286,7 @@ def test_pubsub_push_is_described_as_this_server_lets_it_in(
     tmp_path: Path, settings: dict[str, Any], security: Any, refusals: set[str]
 ) -> None:
     document = app_of(make_client(tmp_path, **settings)).openapi()
+    validate_openapi(document)  # OpenAPI 3.1, in every configuration
     operation = document["paths"]["/push/pubsub/flights"]["post"]
     assert operation.get("security") == security
     assert {"401", "403"} & set(operation["responses"]) == refusals | {"401"}
