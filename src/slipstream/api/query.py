@@ -45,9 +45,9 @@ EventId = Annotated[
     WithJsonSchema({"type": "string", "minLength": 1, "pattern": STORABLE_TEXT}),
 ]
 PAGE_FORMATS = {
+    # One event per line, described as the array of them (as a request body in NDJSON is).
     "application/x-ndjson": {
-        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-        "example": '{"id": "LA800-1", …}\n{"id": "LA800-2", …}\n',
+        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}
     },
     "text/csv": {"schema": {"type": "string"}, "example": "id,flight_id,…\r\nLA800-1,…\r\n"},
 }
