@@ -39,7 +39,10 @@ def parsed(kind: str, raw: str, **extra: Any) -> Any:
     return value
 
 
-offsets = st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23))
+# RFC 3339 offsets are whole minutes.
+offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
+    lambda minutes: timedelta(minutes=minutes)
+)
 
 
 @given(st.datetimes(timezones=st.builds(timezone, offsets)))
@@ -55,6 +58,30 @@ def test_a_time_is_its_utc_instant_or_a_400_out_of_range(stamp: datetime) -> Non
         assert "outside the years 1 to 9999" in info.value.message
         return
     assert parse_time("since", stamp.isoformat()) == in_utc
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2000-01-01T00:00:00+00:00:00.000001",  # Python's parser read this one as UTC
+        "2000-01-01T00:00:00+05:30:15",
+        "2026-W48-2T10:00:00Z",
+        "2026-11-24",
+        "20261124T100000Z",
+    ],
+)
+def test_a_time_that_is_not_rfc_3339_is_a_400(text: str) -> None:
+    refused = outcome(parse_time, "since", text)
+    assert isinstance(refused, ApiError)
+    assert "is not an RFC 3339 time" in refused.message
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-24T10:00:00Z", "2026-11-24t10:00:00z", "2026-11-24 10:00:00Z"]
+)
+def test_rfc_3339_spellings_are_times(text: str) -> None:
+    assert parse_time("since", text) == datetime(2026, 11, 24, 10, tzinfo=UTC)
+    assert parse_time("since", "2026-11-24T11:00:00 01:00") == parse_time("since", text)
 
 
 @given(st.text())
@@ -95,11 +122,18 @@ def test_any_text_is_an_int64_or_a_400(text: str) -> None:
 @example("nan")
 @example("-inf")
 @example("1e999")
+@example("1_000")
+@example(" 7.5")
+@example("١٫٥")  # digits of another script, which float() would take
 def test_a_float_filter_is_finite_or_a_400(raw: float | str) -> None:
     value = parsed("float", str(raw))
     assert isinstance(value, ApiError) or math.isfinite(value)
     if isinstance(raw, float) and math.isfinite(raw):
         assert value == raw
+    if isinstance(raw, str) and not isinstance(value, ApiError):
+        assert raw.strip() == raw
+        assert raw.isascii()
+        assert "_" not in raw
 
 
 @given(st.text(alphabet=st.characters(exclude_categories=())))
@@ -120,3 +154,11 @@ def test_bool_enum_and_timestamp_filters_never_raise_anything_else(text: str) ->
     parsed("bool", text)
     parsed("enum", text, values=["a", "b"])
     parsed("timestamp", text)
+
+
+def test_an_empty_time_filter_is_a_400_not_a_filter_on_null() -> None:
+    """`since=` leaves the range open, but `event_time=` once filtered on `IS NULL`."""
+    refused = parsed("timestamp", "")
+    assert isinstance(refused, ApiError)
+    assert "must be an RFC 3339 time" in refused.message
+    assert parse_time("since", "") is None

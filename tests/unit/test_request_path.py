@@ -188,6 +188,7 @@ def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None:
             client.get("/openapi.json"),
             client.get("/nowhere"),
             client.get(f"{EVENTS}/missing", headers=reader),  # the short path of reads by id
+            # A trace to continue sends a read by id through the framework's routes.
             client.get(f"{EVENTS}/missing", headers={**reader, "traceparent": TRACEPARENT}),
             client.post(EVENTS, json=flight_event(1)),
             client.post(EVENTS, content=b"x" * (17 * 2**20), headers={"X-API-Key": "ingest-key-1"}),
@@ -236,3 +237,15 @@ async def _holds(budget: BodyBudget, size: int) -> bool:
 def test_the_body_budget_has_room_for_one_body(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least SLIPSTREAM_MAX_BODY_BYTES"):
         make_app(tmp_path, body_memory_bytes=LIMIT - 1)
+
+
+def test_405_names_every_method_of_the_path(tmp_path: Path) -> None:
+    """Starlette names only the methods of the first route whose path matches; the GET and the
+    POST of the events are two routes."""
+    with make_client(tmp_path) as client:
+        for method in ("PUT", "DELETE", "OPTIONS"):
+            answer = client.request(method, EVENTS)
+            assert answer.status_code == 405
+            assert answer.headers["allow"] == "GET, POST"
+            assert "only GET, POST" in error_of(answer)["message"]
+        assert client.put("/healthz").headers["allow"] == "GET"

@@ -8,16 +8,23 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi import APIRouter, Body, Request
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from starlette.responses import Response
 
 from slipstream.api.cursors import cursors_of
-from slipstream.api.deps import AdminDataset, ReadDataset, runtime_of
+from slipstream.api.dataset_schemas import STORABLE_TEXT
+from slipstream.api.deps import USES_BROKER, USES_STORE, AdminDataset, ReadDataset, runtime_of
 from slipstream.api.encoding import dumps, json_response, negotiated
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import text_problem
-from slipstream.api.query import Limit
+from slipstream.api.query import Cursor, Limit
+from slipstream.api.response_models import (
+    DeadLetterPage,
+    DeadLettersReplayed,
+    QuarantinePage,
+    QuarantineReplayed,
+)
 from slipstream.api.routing import GuardedRoute
 from slipstream.brokers import Outgoing, dead_letter_ids
 from slipstream.errors import BackendUnavailable
@@ -27,7 +34,6 @@ from slipstream.stores import QuarantineQuery
 router = APIRouter(tags=["quarantine and dead letters"], route_class=GuardedRoute)
 REPLAY_LIMIT = 10_000
 JSON = "application/json"
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
 def _storable(value: str) -> str:
@@ -37,35 +43,29 @@ def _storable(value: str) -> str:
     return value
 
 
+StoredId = Annotated[
+    str, AfterValidator(_storable), WithJsonSchema({"type": "string", "pattern": STORABLE_TEXT})
+]
+# The broker's dead letter ids, as the description gives them (api/openapi.py).
+DeadLetterId = Annotated[str, WithJsonSchema({"$ref": "#/components/schemas/DeadLetterId"})]
+IDS_DOC = f"Ids to replay; omit to replay all (at most {REPLAY_LIMIT} per call)."
+
+
 class ReplayRequest(BaseModel):
-    ids: list[Annotated[str, AfterValidator(_storable)]] | None = Field(
-        None,
-        max_length=REPLAY_LIMIT,
-        description=f"Ids to replay; omit to replay all (at most {REPLAY_LIMIT} per call).",
-    )
+    ids: list[StoredId] | None = Field(None, max_length=REPLAY_LIMIT, description=IDS_DOC)
 
 
-class QuarantineReplayed(BaseModel):
-    replayed: int = Field(description="Events valid now and published again.")
-    released: int = Field(
-        description="Of those, the ones this call removed from the quarantine (fewer than "
-        "`replayed` when a replay running alongside released some first)."
+class DeadLetterReplayRequest(BaseModel):
+    ids: list[Annotated[DeadLetterId, AfterValidator(_storable)]] | None = Field(
+        None, max_length=REPLAY_LIMIT, description=IDS_DOC
     )
-    still_invalid: list[dict[str, str]] = Field(
-        description="`{id, error}` of each event still invalid; they stay in the quarantine."
-    )
-    not_found: list[str] = Field(
-        description="Ids asked for that are not in the quarantine (unknown, or released already)."
-    )
-
-
-class DeadLettersReplayed(BaseModel):
-    replayed: int = Field(description="Dead letters published again.")
 
 
 @router.get(
     "/v1/datasets/{ds}/quarantine",
     summary="Events refused with the reason, oldest first",
+    responses={200: {"model": QuarantinePage, "description": "A page of quarantined events"}},
+    dependencies=[USES_STORE],
 )
 async def quarantine(
     request: Request,
@@ -101,6 +101,7 @@ async def quarantine(
     "Answers `replayed` (published again), `released` (removed from the quarantine by this "
     "call), `still_invalid` and `not_found` (ids asked for that are not in the quarantine).",
     response_model=QuarantineReplayed,
+    dependencies=[USES_STORE, USES_BROKER],
 )
 async def replay_quarantine(
     request: Request,
@@ -155,6 +156,8 @@ async def replay_quarantine(
 @router.get(
     "/v1/datasets/{ds}/deadletter",
     summary="Messages that failed every delivery",
+    responses={200: {"model": DeadLetterPage, "description": "A page of dead letters"}},
+    dependencies=[USES_BROKER],
 )
 async def deadletter(
     request: Request,
@@ -200,11 +203,12 @@ async def deadletter(
     "them), or all of them, again; `replayed` counts those found. An id that is not of the "
     "broker's shape is a 400.",
     response_model=DeadLettersReplayed,
+    dependencies=[USES_BROKER],
 )
 async def replay_deadletter(
     request: Request,
     dataset: AdminDataset,
-    body: Annotated[ReplayRequest | None, Body()] = None,
+    body: Annotated[DeadLetterReplayRequest | None, Body()] = None,
 ) -> Response:
     broker = runtime_of(request).broker
     # Once each: a broker given an id twice would publish that dead letter twice.

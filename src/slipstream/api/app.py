@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.responses import Response
@@ -19,6 +20,7 @@ from slipstream.api.body import BodyBudget, BodyLimits
 from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import install_error_handlers
+from slipstream.api.openapi import openapi_document
 from slipstream.api.point_reads import PointReads
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import STARTUP_FAILURE, RequestContext, route_template
@@ -73,9 +75,14 @@ class RequestMetrics:
 
 class SlipstreamAPI(FastAPI):
     """FastAPI, with reads by id offered to the short path (api/point_reads.py) before any of
-    the framework's own layers run."""
+    the framework's own layers run, and the OpenAPI description of api/openapi.py."""
 
     point_reads: PointReads | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = openapi_document(self)
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.point_reads is not None and await self.point_reads.answer(scope, send):

@@ -38,10 +38,11 @@ async def field_filters(request: Request, dataset: ReadDataset) -> dict[str, Any
 Filters = Annotated[dict[str, Any], Depends(field_filters)]
 
 
-def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+def dependants(dependant: Dependant) -> Iterator[Dependant]:
+    """`dependant` and its dependencies, at any depth."""
     yield dependant
     for sub in dependant.dependencies:
-        yield from _dependants(sub)
+        yield from dependants(sub)
 
 
 def accepted(request: Request) -> Accepted:
@@ -51,7 +52,7 @@ def accepted(request: Request) -> Accepted:
         return Accepted(frozenset(), fields=False)
     found: Accepted | None = getattr(route, _ATTRIBUTE, None)
     if found is None:
-        every = list(_dependants(route.dependant))
+        every = list(dependants(route.dependant))
         found = Accepted(
             frozenset(p.alias for d in every for p in d.query_params),
             fields=any(d.call is field_filters for d in every),

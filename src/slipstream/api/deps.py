@@ -2,12 +2,13 @@
 
 A dataset dependency also declares the scope its route needs (api/auth.py); the route class has
 checked it before the dataset is looked up, so a caller without the scope learns nothing of which
-datasets exist.
+datasets exist. `USES_STORE` and `USES_BROKER` declare the backends a route cannot answer
+without, which its OpenAPI description turns into a documented 503 (api/answers.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
@@ -39,3 +40,17 @@ class DatasetWithScope(Requires):
 ReadDataset = Annotated[Dataset, Depends(DatasetWithScope("read"))]
 IngestDataset = Annotated[Dataset, Depends(DatasetWithScope("ingest"))]
 AdminDataset = Annotated[Dataset, Depends(DatasetWithScope("admin"))]
+
+
+class Uses:
+    """Declares that a route needs the store or the broker (and so may answer 503)."""
+
+    def __init__(self, backend: Literal["store", "broker"]) -> None:
+        self.backend = backend
+
+    async def __call__(self) -> None:
+        return None
+
+
+USES_STORE = Depends(Uses("store"))
+USES_BROKER = Depends(Uses("broker"))

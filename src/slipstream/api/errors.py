@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -16,7 +17,7 @@ from slipstream.errors import reason_of
 
 log = logging.getLogger("slipstream.api")
 
-_CODES = {
+CODES = {  # the `code` of each status's error body
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -33,8 +34,11 @@ _CODES = {
 }
 
 
+RETRY_AFTER = "2"  # seconds a client waits before trying again after a 503
+
+
 def code_for(status: int) -> str:
-    return _CODES.get(status, "error")
+    return CODES.get(status, "error")
 
 
 class ApiError(StarletteHTTPException):
@@ -51,6 +55,8 @@ class ApiError(StarletteHTTPException):
         details: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if status == 503:  # every 503 says when to come back, as the API description promises
+            headers = {"Retry-After": RETRY_AFTER, **(headers or {})}
         super().__init__(status, message, headers)
         self.status = status
         self.code = code or code_for(status)
@@ -63,11 +69,7 @@ class ApiError(StarletteHTTPException):
 
 def unavailable(what: str, exc: Exception) -> ApiError:
     """503 for a broker or store that cannot serve now, naming why; clients retry after a pause."""
-    return ApiError(
-        503,
-        f"the {what} is unavailable ({reason_of(exc)}); retry shortly",
-        headers={"Retry-After": "2"},
-    )
+    return ApiError(503, f"the {what} is unavailable ({reason_of(exc)}); retry shortly")
 
 
 def error_body(status: int, code: str, message: str, details: Any = None) -> bytes:
@@ -93,17 +95,30 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     message = str(exc.detail)
+    headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}, only {', '.join(allowed)}; "
+            "see /docs"
+        )
     return error_response(
-        exc.status_code,
-        code_for(exc.status_code),
-        message,
-        None,
-        dict(exc.headers) if exc.headers else None,
+        exc.status_code, code_for(exc.status_code), message, None, headers or None
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette names only those of the
+    first route whose path matches, and GET and POST of one path are two routes here."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path_regex.fullmatch(path):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

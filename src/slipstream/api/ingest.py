@@ -8,9 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from slipstream import otel
-from slipstream.api.deps import IngestDataset, runtime_of
+from slipstream.api.answers import error_answer
+from slipstream.api.deps import USES_BROKER, IngestDataset, runtime_of
 from slipstream.api.encoding import json_response
-from slipstream.api.errors import ApiError
+from slipstream.api.errors import RETRY_AFTER, ApiError
+from slipstream.api.response_models import Accepted
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
 from slipstream.datasets import Dataset
@@ -20,7 +22,6 @@ from slipstream.runtime import Runtime
 
 router = APIRouter(tags=["ingest"], route_class=GuardedRoute)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
-RETRY_AFTER = "2"
 
 INGEST_DOC = """Send one JSON object, a JSON array of objects, or NDJSON
 (`Content-Type: application/x-ndjson`, one object per line, CRLF and blank lines allowed).
@@ -69,7 +70,23 @@ def _span_fields(dataset: Dataset, intake: Intake) -> dict[str, str | int] | Non
     status_code=202,
     summary="Ingest events",
     description=INGEST_DOC,
-    responses={202: {"description": "Accepted events are durable on the broker"}},
+    responses={
+        202: {"model": Accepted, "description": "Accepted events are durable on the broker"},
+        422: error_answer(
+            "None of the events is valid; they are kept in the quarantine (details: "
+            "`{accepted, ids, rejected}` with each reason)."
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/NewEvents"}},
+                "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/NewEventLines"}},
+            },
+        }
+    },
+    dependencies=[USES_BROKER],
 )
 async def ingest(request: Request, dataset: IngestDataset) -> Response:
     runtime = runtime_of(request)

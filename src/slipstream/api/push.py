@@ -25,10 +25,10 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from slipstream.api.deps import runtime_of
+from slipstream.api.deps import USES_BROKER, runtime_of
 from slipstream.api.encoding import json_response
-from slipstream.api.errors import ApiError
-from slipstream.api.ingest import RETRY_AFTER, publish_intake
+from slipstream.api.errors import RETRY_AFTER, ApiError
+from slipstream.api.ingest import publish_intake
 from slipstream.api.push_access import (
     CLOSED_PUSH,
     OPEN_PUSH_WARNING,
@@ -37,6 +37,8 @@ from slipstream.api.push_access import (
     pubsub_access,
     pushed_dataset,
 )
+from slipstream.api.push_schemas import PUBSUB_ENVELOPE, SNS_MESSAGE, SNS_MESSAGE_TYPE, json_body
+from slipstream.api.response_models import Accepted, SubscriptionNoted
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Outgoing
@@ -105,7 +107,14 @@ be fetched (SNS retries)."""
     status_code=202,
     summary="Google Pub/Sub push delivery",
     description=PUBSUB_DOC,
-    responses={202: {"description": "Durable on the broker, or quarantined; Pub/Sub acks"}},
+    responses={
+        202: {
+            "model": Accepted,
+            "description": "Durable on the broker, or quarantined; Pub/Sub acks",
+        }
+    },
+    openapi_extra={"requestBody": json_body(PUBSUB_ENVELOPE)},
+    dependencies=[USES_BROKER],
 )
 async def pubsub_push(request: Request, ds: str) -> Response:
     runtime = runtime_of(request)
@@ -129,9 +138,14 @@ async def pubsub_push(request: Request, ds: str) -> Response:
     summary="Amazon SNS HTTP(S) delivery",
     description=SNS_DOC,
     responses={
-        200: {"description": "Subscription confirmed, or unsubscribe noted"},
-        202: {"description": "Durable on the broker, or quarantined"},
+        200: {
+            "model": SubscriptionNoted,
+            "description": "Subscription confirmed, or unsubscribe noted",
+        },
+        202: {"model": Accepted, "description": "Durable on the broker, or quarantined"},
     },
+    openapi_extra={"requestBody": json_body(SNS_MESSAGE), "parameters": [SNS_MESSAGE_TYPE]},
+    dependencies=[USES_BROKER],
 )
 async def sns_push(request: Request, ds: str) -> Response:
     runtime = runtime_of(request)

@@ -20,9 +20,9 @@ from typing import Any, Literal, Protocol
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from slipstream.api.answers import error_answer
 from slipstream.api.auth import presented_key, scopes_for
-from slipstream.api.errors import ApiError
-from slipstream.api.ingest import RETRY_AFTER
+from slipstream.api.errors import RETRY_AFTER, ApiError
 from slipstream.config import Settings
 from slipstream.datasets import Dataset
 from slipstream.runtime import Runtime
@@ -150,3 +150,42 @@ def _pubsub_keys(request: Request) -> SigningKeys:
     if keys is None:
         keys = state.pubsub_push_keys = jwt.PyJWKClient(GOOGLE_CERTS_URL, timeout=5)
     return keys
+
+
+PUBSUB_OIDC_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "The OIDC token Pub/Sub push sends for the subscription's service account "
+    "(SLIPSTREAM_PUBSUB_PUSH_SERVICE_ACCOUNT), for SLIPSTREAM_PUBSUB_PUSH_AUDIENCE.",
+}
+
+
+def describe_push_access(
+    document: dict[str, Any], settings: Settings, api_keys: dict[str, frozenset[str]]
+) -> None:
+    """Put the push routes' access rules, as this server applies them, into its description."""
+    paths: dict[str, Any] = document["paths"]
+    pubsub = paths["/push/pubsub/{ds}"]["post"]
+    access = pubsub_access(settings, api_keys)
+    if access == "verified":
+        schemes = document["components"].setdefault("securitySchemes", {})
+        schemes["PubSubOidc"] = dict(PUBSUB_OIDC_SCHEME)
+        pubsub["security"] = [{"PubSubOidc": []}]
+        pubsub["responses"]["401"] = error_answer(
+            "No OIDC token, one not valid for the audience, or two different ones.",
+            "WWW-Authenticate",
+        )
+        pubsub["responses"]["403"] = error_answer("The token is for another service account.")
+    elif access == "closed":
+        pubsub["responses"]["403"] = error_answer(
+            "Closed: API keys are set and neither SLIPSTREAM_PUBSUB_PUSH_AUDIENCE nor "
+            "SLIPSTREAM_PUBSUB_PUSH_OPEN is."
+        )
+    sns = paths["/push/sns/{ds}"]["post"]
+    sns["responses"]["403"] = error_answer(
+        "Not a trusted SNS message: no valid signature, or a topic not in "
+        "SLIPSTREAM_SNS_TOPIC_ARNS. Nothing was stored."
+    )
+    for operation in (pubsub, sns):
+        operation["responses"] = dict(sorted(operation["responses"].items()))

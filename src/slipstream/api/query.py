@@ -5,16 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import WithJsonSchema
 from starlette.responses import Response
 
 from slipstream.api.auth import require
 from slipstream.api.cursors import NOT_OURS, cursors_of, fingerprint
+from slipstream.api.dataset_schemas import DATASET_FIELD, STORABLE_TEXT, TIME_OR_UNSET
 from slipstream.api.declared_params import Filters
-from slipstream.api.deps import ReadDataset, runtime_of
+from slipstream.api.deps import USES_STORE, ReadDataset, runtime_of
 from slipstream.api.encoding import dumps, ndjson, negotiated, to_csv
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import checked_text, parse_time
+from slipstream.api.response_models import DatasetsOverview, Event, EventPage, Stats
 from slipstream.api.routing import GuardedRoute
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
@@ -25,8 +28,29 @@ from slipstream.stores.values import position_text, position_time
 
 router = APIRouter(tags=["query"], route_class=GuardedRoute)
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items per page.")]
-Since = Annotated[str | None, Query(description="Event time from (inclusive), RFC 3339.")]
-Until = Annotated[str | None, Query(description="Event time up to (exclusive), RFC 3339.")]
+Since = Annotated[
+    str | None,
+    Query(description="Event time from (inclusive), RFC 3339; empty: unset."),
+    WithJsonSchema(TIME_OR_UNSET),
+]
+Until = Annotated[
+    str | None,
+    Query(description="Event time up to (exclusive), RFC 3339; empty: unset."),
+    WithJsonSchema(TIME_OR_UNSET),
+]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+EventId = Annotated[
+    str,
+    Path(description="The event's id."),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": STORABLE_TEXT}),
+]
+PAGE_FORMATS = {
+    # One event per line, described as the array of them (as a request body in NDJSON is).
+    "application/x-ndjson": {
+        "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}
+    },
+    "text/csv": {"schema": {"type": "string"}, "example": "id,flight_id,…\r\nLA800-1,…\r\n"},
+}
 
 
 def page_response(
@@ -61,8 +85,13 @@ async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> by
 
 
 # `:path`: an event id may hold "/" (sent as %2F), and must be readable like any other.
-@router.get("/v1/datasets/{ds}/events/{event_id:path}", summary="One event by id")
-async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Response:
+@router.get(
+    "/v1/datasets/{ds}/events/{event_id:path}",
+    summary="One event by id",
+    responses={200: {"model": Event, "description": "The event"}},
+    dependencies=[USES_STORE],
+)
+async def get_event(request: Request, dataset: ReadDataset, event_id: EventId) -> Response:
     body = await encoded_event(runtime_of(request), dataset, event_id)
     return Response(body, media_type="application/json")
 
@@ -73,6 +102,15 @@ async def get_event(request: Request, dataset: ReadDataset, event_id: str) -> Re
     description="Filter with `FIELD=VALUE` on any declared field (equality), `since`/`until` on "
     "event time. Page with `cursor` (from `next_cursor`). `Accept: application/x-ndjson` or "
     "`text/csv` change the format; those put the next cursor in the `X-Next-Cursor` header.",
+    responses={
+        200: {
+            "model": EventPage,
+            "description": "A page of events, as `Accept` asks",
+            "content": PAGE_FORMATS,
+            "headers": {"X-Next-Cursor": {"$ref": "#/components/headers/X-Next-Cursor"}},
+        }
+    },
+    dependencies=[USES_STORE],
 )
 async def list_events(
     request: Request,
@@ -81,7 +119,7 @@ async def list_events(
     limit: Limit = 100,
     since: Since = None,
     until: Until = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Cursor = None,
 ) -> Response:
     start, end = parse_time("since", since), parse_time("until", until)
     query_id = "events:" + fingerprint(dataset.name, filters, start, end)
@@ -112,13 +150,19 @@ async def list_events(
     description="Counts per `bucket` of event time (and per value of `group_by`), with the "
     "average of every numeric field as `avg_<field>`. Filter with `FIELD=VALUE` on any declared "
     "field (equality) and `since`/`until` on event time, as the list does.",
+    responses={200: {"model": Stats, "description": "Counts per bucket"}},
+    dependencies=[USES_STORE],
 )
 async def stats(
     request: Request,
     dataset: ReadDataset,
     filters: Filters,
     bucket: Literal["minute", "hour", "day"] = "hour",
-    group_by: Annotated[str | None, Query(description="A declared field to group by.")] = None,
+    group_by: Annotated[
+        str | None,
+        Query(description="A declared field to group by."),
+        WithJsonSchema({"type": "string", DATASET_FIELD: True}),
+    ] = None,
     since: Since = None,
     until: Until = None,
 ) -> Response:
@@ -148,7 +192,8 @@ async def stats(
 @router.get(
     "/v1/datasets",
     summary="Datasets, their schemas, row counts and freshness",
-    dependencies=[Depends(require("read"))],
+    responses={200: {"model": DatasetsOverview, "description": "Every dataset"}},
+    dependencies=[Depends(require("read")), USES_STORE],
 )
 async def datasets(request: Request) -> Response:
     runtime = runtime_of(request)

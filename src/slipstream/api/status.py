@@ -12,12 +12,13 @@ import functools
 from importlib.resources import files
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from slipstream.api.auth import require
 from slipstream.api.deps import runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
+from slipstream.api.response_models import StatusSeries
 from slipstream.api.routing import GuardedRoute
 from slipstream.status_history import AVAILABILITY_OBJECTIVE, Point
 
@@ -48,18 +49,20 @@ def _static(name: str) -> bytes:
     return (files("slipstream.api") / "static" / name).read_bytes()
 
 
-@router.get("/status", summary="A live HTML page: throughput, freshness, backlog, errors, budget")
+@router.get(
+    "/status",
+    summary="A live HTML page: throughput, freshness, backlog, errors, budget",
+    response_class=HTMLResponse,
+    response_description="The page",
+)
 async def status_page() -> Response:
-    return Response(
-        _static("status.html"),
-        media_type="text/html; charset=utf-8",
-        headers={"Cache-Control": "no-cache"},
-    )
+    return HTMLResponse(_static("status.html"), headers={"Cache-Control": "no-cache"})
 
 
 @router.get(
     "/status/series",
     summary="The status page's data: the last hour at a fixed step (read scope)",
+    responses={200: {"model": StatusSeries, "description": "The series"}},
     dependencies=[Depends(require("read"))],
 )
 async def status_series(request: Request) -> Response:
