@@ -39,6 +39,23 @@ INT64 = {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX}
 # those two days out rather than list the offsets that work on them.
 TIME = {"type": "string", "format": "date-time", "pattern": "^(?!0001-01-01|9999-12-31)"}
 TIME_OR_UNSET = {"anyOf": [TIME, {"type": "string", "maxLength": 0}]}
+# Any JSON value a store can hold, for json fields and the fields an event does not declare:
+# no U+0000 in a string or a key, at any depth. (Nesting past 254 levels is refused too; JSON
+# Schema has no word for depth.)
+STORABLE_JSON_NAME = "StorableJson"
+STORABLE_JSON_REF = {"$ref": f"#/components/schemas/{STORABLE_JSON_NAME}"}
+STORABLE_JSON = {
+    "anyOf": [
+        {"type": ["null", "boolean", "number"]},
+        {"type": "string", "pattern": STORABLE_TEXT},
+        {"type": "array", "items": STORABLE_JSON_REF},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": STORABLE_TEXT},
+            "additionalProperties": STORABLE_JSON_REF,
+        },
+    ]
+}
 
 
 def _sent(spec: FieldSpec) -> dict[str, Any]:
@@ -56,7 +73,7 @@ def _sent(spec: FieldSpec) -> dict[str, Any]:
             return dict(TIME)
         case "enum":
             return {"type": "string", "enum": list(spec.values)}
-    return {}  # json: any value (one holding U+0000 is refused, beyond what a schema says)
+    return dict(STORABLE_JSON_REF)  # json
 
 
 def _stored(spec: FieldSpec) -> dict[str, Any]:
@@ -95,6 +112,7 @@ def new_event(dataset: Dataset) -> dict[str, Any]:
         + f" Fields it does not declare are kept in `{EXTRA_COLUMN}`.",
         "properties": properties,
         "propertyNames": {"pattern": STORABLE_TEXT},
+        "additionalProperties": STORABLE_JSON_REF,
         "required": [f.name for f in dataset.fields if f.required],
     }
 

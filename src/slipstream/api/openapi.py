@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from slipstream.api.answers import ERROR_SCHEMA, HEADERS, error_answers, header_refs
+from slipstream.api.dataset_schemas import STORABLE_JSON, STORABLE_JSON_NAME
 from slipstream.api.openapi_datasets import per_dataset
 from slipstream.api.push_access import describe_push_access
 from slipstream.api.route_facts import DescribedRoute, described_routes
@@ -73,6 +74,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     schemas["Error"] = copy.deepcopy(ERROR_SCHEMA)
+    schemas[STORABLE_JSON_NAME] = copy.deepcopy(STORABLE_JSON)
     schemas["DeadLetterId"] = dead_letter_id(dead_letter_ids(runtime.broker))
     components["headers"] = copy.deepcopy(HEADERS)
     if keys:

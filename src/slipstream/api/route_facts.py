@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, compile_path
 
 from slipstream.api.answers import RouteFacts
 from slipstream.api.declared_params import dependants, field_filters
@@ -28,7 +28,7 @@ class DescribedRoute:
     """A route the OpenAPI description shows, as mounted (prefixes, the app's and routers'
     dependencies included)."""
 
-    path: str
+    path: str  # without converters, as the description spells it
     methods: tuple[str, ...]  # lower case, as the description spells them
     declared: frozenset[str]  # statuses the route documents itself
     facts: RouteFacts
@@ -44,7 +44,8 @@ def described_routes(routes: list[BaseRoute]) -> list[DescribedRoute]:
             every = list(dependants(context.dependant))
             described.append(
                 DescribedRoute(
-                    path=context.path,
+                    # As the description spells it: `{event_id:path}` is `{event_id}` there.
+                    path=compile_path(context.path)[1],
                     methods=tuple(sorted(m.lower() for m in context.methods)),
                     declared=frozenset(str(status) for status in context.responses),
                     facts=_facts(context, every),
