@@ -27,7 +27,9 @@ from slipstream.errors import ConfigError
 from slipstream.registry import BackendEntry, embedded_file, load_backend, shown_url
 from slipstream.stores import STORES, create_store
 
-TIMEOUT = 5.0
+# Longer than the backends' own connect timeouts (NATS and PostgreSQL: 5 s), so a backend that
+# cannot be reached says why itself rather than being cut short here.
+TIMEOUT = 8.0
 SERVER_TIMEOUT = 2.0
 # DuckDB's words when another process holds the database file, and the holder it names.
 _LOCKED = "Could not set lock on file"

@@ -123,3 +123,11 @@ def test_an_unreadable_settings_file_stops_every_command_in_one_line(
     assert result.returncode in (1, 2)
     assert "Traceback" not in result.stderr, result.stderr
     assert message in result.stdout + result.stderr
+
+
+def test_an_unreachable_broker_is_reported_with_its_reason(tmp_path: Path) -> None:
+    env = {"SLIPSTREAM_BROKER_URL": f"nats://127.0.0.1:{free_port()}"}
+    result = slipstream("check", cwd=tmp_path, env={**env, "SLIPSTREAM_PORT": str(free_port())})
+    assert result.returncode == 1
+    [line] = lines(result.stdout, "FAILED", "broker")
+    assert "Connect call failed" in line, line  # the reason, not a timeout of the check's own
