@@ -8,7 +8,8 @@ they depend on the driver or on how the store lays out its tables. A fourth SQL 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from slipstream.stores.values import DUCKDB as DUCKDB_TIMES
@@ -38,6 +39,9 @@ class SqlDialect:
     # False where a key may be stored twice (BigQuery's MERGE, under a race): reads by id then
     # come oldest write first, and the store keeps the first row of each id.
     unique_keys: bool
+    # Where the parameter markers carry a type (ClickHouse's `{since: DateTime64(6)}`): the
+    # types, in the dialect's own words, of the kinds whose default type would not fit.
+    param_types: Mapping[str, str] = field(default_factory=dict)
 
 
 DUCKDB = SqlDialect(

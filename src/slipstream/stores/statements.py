@@ -73,12 +73,15 @@ class Statement:
 class _Params:
     """The named parameters of one statement, collected while it is built."""
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: SqlDialect) -> None:
         self.kinds: dict[str, str] = {}
+        self._dialect = dialect
 
     def __call__(self, name: str, kind: str) -> exp.Placeholder:
         self.kinds[name] = kind
-        return exp.Placeholder(this=name, kind=exp.DataType.build(_PARAM_TYPES[kind]))
+        own = self._dialect.param_types.get(kind)
+        sql_type = exp.DataType.build(own or _PARAM_TYPES[kind], dialect=self._dialect.sqlglot)
+        return exp.Placeholder(this=name, kind=sql_type)
 
 
 def _column(name: str) -> exp.Column:
@@ -201,14 +204,14 @@ class Statements:
     # --- statements ---------------------------------------------------------------------------
 
     def get(self) -> Statement:
-        params = _Params()
+        params = _Params(self.dialect)
         query = self._events.where(self._member(self.key, params("ids", "strings")))
         if not self.dialect.unique_keys:
             query = query.order_by(self._order(_column(STORED_COLUMN)))
         return self._render(query, params)
 
     def list(self, shape: ListShape) -> Statement:
-        params = _Params()
+        params = _Params(self.dialect)
         query = self._events.where(*self._terms(params, shape, after=shape.after))
         query = query.order_by(self._order(self.time, desc=True), self._order(self.key, desc=True))
         return self._render(query.limit(self._limit(params, shape.limit)), params)
@@ -216,7 +219,7 @@ class Statements:
     def stats(self, shape: StatsShape) -> Statement:
         if shape.bucket not in BUCKETS:
             raise ValueError(f"bucket must be one of {sorted(BUCKETS)}")
-        params = _Params()
+        params = _Params(self.dialect)
         unit = exp.var(shape.bucket.upper())
         columns: list[exp.Expr] = [exp.TimestampTrunc(this=self._naive(self.time), unit=unit)]
         names = ["bucket"]
@@ -241,7 +244,7 @@ class Statements:
         return self._render(query, params, *names)
 
     def quarantine(self, shape: QuarantineShape) -> Statement:
-        params = _Params()
+        params = _Params(self.dialect)
         received, ident = _column("received_at"), _column("id")
         columns = [ident, _column("reason"), _column("raw"), self._naive(received)]
         query = exp.select(*columns).from_(self.quarantine_table)
@@ -254,7 +257,7 @@ class Statements:
 
     def summary(self, exclude: bool) -> Statement:
         """Rows, quarantined events, the newest event time and the last write, in one query."""
-        params = _Params()
+        params = _Params(self.dialect)
         where = [self._not_prefixed(params)] if exclude else []
 
         def of_rows(value: exp.Expr) -> exp.Expr:
@@ -271,17 +274,17 @@ class Statements:
 
     def any_prefixed(self) -> Statement:
         """Whether any key starts with `:prefix`."""
-        params = _Params()
+        params = _Params(self.dialect)
         rows = exp.select(exp.Literal.number(1)).from_(self.table)
         test = exp.StartsWith(this=self.key, expression=params("prefix", "string"))
         return self._render(exp.select(exp.Exists(this=rows.where(test))), params)
 
     def expire(self) -> Statement:
-        params = _Params()
+        params = _Params(self.dialect)
         older = exp.LT(this=self.time, expression=params("before", "timestamp"))
         return self._render(exp.delete(self.table, where=older), params)
 
     def release(self) -> Statement:
-        params = _Params()
+        params = _Params(self.dialect)
         chosen = self._member(_column("id"), params("ids", "strings"))
         return self._render(exp.delete(self.quarantine_table, where=chosen), params)
