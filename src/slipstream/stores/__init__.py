@@ -9,7 +9,7 @@ Python value can hold (a time past 9999 or BC, JSON orjson cannot read) never fa
 comes back as described in `stores/values.py` (a time as expanded ISO 8601 text). Filter and
 group fields are declared, non-json fields (the API checks; a store raises ValueError otherwise).
 Lists, stats and the summary leave out the rows whose key starts with `exclude_key_prefix` when
-one is given (the API hides synthetic probe events so); `get` finds every row.
+one is given (the API hides its own synthetic events so); `get` finds every row.
 `open()` may be called again with more datasets.
 """
 
