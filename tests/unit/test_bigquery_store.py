@@ -36,6 +36,8 @@ from slipstream.stores import ListQuery, QuarantineQuery, StatsQuery, create_sto
 from slipstream.stores import bigquery_schema as tables
 from slipstream.stores import bigquery_sql as sql
 from slipstream.stores.bigquery import BigQueryStore
+from slipstream.stores.dialects import BIGQUERY
+from slipstream.stores.reads import Reads
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TARGET = tables.Target("my-project", "events", "EU")
@@ -702,6 +704,10 @@ def params_of(items: list[Any]) -> list[tuple[str, str, Any]]:
     return [(p.name, p.type_, p.value) for p in items]
 
 
+def reads(dataset: Dataset) -> Reads:
+    return Reads(BIGQUERY, dataset, (TARGET.project, TARGET.dataset))
+
+
 def test_list_sql_with_filters_time_window_keyset_and_limit(flights: Dataset) -> None:
     since = datetime(2026, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=-3)))
     query = ListQuery(
@@ -712,77 +718,79 @@ def test_list_sql_with_filters_time_window_keyset_and_limit(flights: Dataset) ->
         after=(T0 + timedelta(minutes=30), "ev-012"),
     )
 
-    statement, params = sql.list_query(TARGET, flights, query)
+    bound = reads(flights).list(query)
 
-    select, where = statement.split(" WHERE ")
+    select, where = bound.sql.split(" WHERE ")
     assert select.startswith("SELECT `id`, `flight_id`, `status`, `event_time`, ")
     assert select.endswith(f", TO_JSON_STRING(`extra`) FROM {FLIGHTS}")
+    # The first position term is a plain range on the partitioning column: it prunes partitions.
     assert where == (
-        "`event_time` >= @p0 AND `event_time` < @p1 AND `status` = @p2 AND "
-        "`delay_minutes` = @p3 AND `gate` IS NULL AND `origin` = @p4 AND "
-        "`event_time` <= @p5 AND (`event_time` < @p5 OR `id` < @p6) "
-        "AND NOT STARTS_WITH(`id`, 'probe-') "
+        "`event_time` >= @since AND `event_time` < @until AND "
+        "(`event_time` <= @after_time AND (`event_time` < @after_time OR `id` < @after_key)) "
+        "AND `status` = @f0 AND `delay_minutes` = @f1 AND `gate` IS NULL AND `origin` = @f3 "
         "ORDER BY `event_time` DESC, `id` DESC LIMIT 10"
     )
-    assert params_of(params) == [
-        ("p0", "TIMESTAMP", T0),  # 09:00-03:00 is 12:00 UTC
-        ("p1", "TIMESTAMP", T0 + timedelta(hours=1)),
-        ("p2", "STRING", "delayed"),
-        ("p3", "INT64", 20),
-        ("p4", "STRING", "O'Hare"),
-        ("p5", "TIMESTAMP", T0 + timedelta(minutes=30)),
-        ("p6", "STRING", "ev-012"),
+    params = sql.query_parameters(bound)
+    assert sorted(params_of(params)) == [
+        ("after_key", "STRING", "ev-012"),
+        ("after_time", "TIMESTAMP", T0 + timedelta(minutes=30)),
+        ("f0", "STRING", "delayed"),
+        ("f1", "INT64", 20),
+        ("f3", "STRING", "O'Hare"),
+        ("since", "TIMESTAMP", T0),  # 09:00-03:00 is 12:00 UTC
+        ("until", "TIMESTAMP", T0 + timedelta(hours=1)),
     ]
-    assert params[0].value.utcoffset() == timedelta(0)
-    assert "O'Hare" not in statement
+    assert bound.params["since"].utcoffset() == timedelta(0)
+    assert "O'Hare" not in bound.sql
 
 
 def test_list_sql_without_conditions_and_filter_types(typed: Dataset) -> None:
-    statement, params = sql.list_query(TARGET, typed, ListQuery(limit=-5))
-    assert statement.endswith(
-        " WHERE NOT STARTS_WITH(`id`, 'probe-') ORDER BY `event_time` DESC, `id` DESC LIMIT 0"
-    )
-    assert "TO_JSON_STRING(`payload`)" in statement
-    assert params == []
+    bound = reads(typed).list(ListQuery(limit=-5))
+    assert bound.sql.endswith(f"FROM {FLIGHTS} ORDER BY `event_time` DESC, `id` DESC LIMIT 0")
+    assert "TO_JSON_STRING(`payload`)" in bound.sql
+    assert sql.query_parameters(bound) == []
 
     naive = datetime(2026, 3, 1, 15, 0)
-    _, typed_params = sql.list_query(
-        TARGET,
-        typed,
-        ListQuery(filters={"ratio": 0.5, "on_time": True, "landed_at": naive}),
-    )
+    filters = {"ratio": 0.5, "on_time": True, "landed_at": naive}
+    typed_params = sql.query_parameters(reads(typed).list(ListQuery(filters=filters)))
     assert params_of(typed_params) == [
-        ("p0", "FLOAT64", 0.5),
-        ("p1", "BOOL", True),
-        ("p2", "TIMESTAMP", naive.replace(tzinfo=UTC)),
+        ("f0", "FLOAT64", 0.5),
+        ("f1", "BOOL", True),
+        ("f2", "TIMESTAMP", naive.replace(tzinfo=UTC)),
     ]
     with pytest.raises(ValueError, match="json"):
-        sql.list_query(TARGET, typed, ListQuery(filters={"payload": "x"}))
+        reads(typed).list(ListQuery(filters={"payload": "x"}))
     with pytest.raises(ValueError, match="no field 'nope'"):
-        sql.list_query(TARGET, typed, ListQuery(filters={"nope": "x"}))
+        reads(typed).list(ListQuery(filters={"nope": "x"}))
 
 
 def test_stats_sql_buckets_groups_and_averages(typed: Dataset) -> None:
     query = StatsQuery(bucket="hour", group_by="status", since=T0, until=T0 + timedelta(days=1))
 
-    statement, params, names = sql.stats_query(TARGET, typed, query)
+    bound = reads(typed).stats(query)
 
-    assert statement == (
-        "SELECT TIMESTAMP_TRUNC(`event_time`, HOUR) AS bucket, `status` AS grp, COUNT(*) AS n, "
-        "AVG(`delay_minutes`) AS `avg_delay_minutes`, AVG(`ratio`) AS `avg_ratio` "
-        f"FROM {FLIGHTS} WHERE `event_time` >= @p0 AND `event_time` < @p1 "
-        "AND NOT STARTS_WITH(`id`, 'probe-') GROUP BY bucket, grp ORDER BY bucket, grp NULLS LAST"
+    assert bound.sql == (
+        "SELECT TIMESTAMP_TRUNC(`event_time`, HOUR), `status`, COUNT(*), "
+        "CAST(AVG(`delay_minutes`) AS FLOAT64), CAST(AVG(`ratio`) AS FLOAT64) "
+        f"FROM {FLIGHTS} WHERE `event_time` >= @since AND `event_time` < @until "
+        "GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2 NULLS LAST"
     )
-    assert names == ["bucket", "group", "count", "avg_delay_minutes", "avg_ratio"]
-    assert [p.type_ for p in params] == ["TIMESTAMP", "TIMESTAMP"]
-    plain, _, plain_names = sql.stats_query(TARGET, typed, StatsQuery(bucket="day"))
-    assert plain.startswith("SELECT TIMESTAMP_TRUNC(`event_time`, DAY) AS bucket, COUNT(*)")
-    assert plain.endswith("GROUP BY bucket ORDER BY bucket")
-    assert "group" not in plain_names
+    assert bound.statement.columns == (
+        "bucket",
+        "group",
+        "count",
+        "avg_delay_minutes",
+        "avg_ratio",
+    )
+    assert [p.type_ for p in sql.query_parameters(bound)] == ["TIMESTAMP", "TIMESTAMP"]
+    plain = reads(typed).stats(StatsQuery(bucket="day"))
+    assert plain.sql.startswith("SELECT TIMESTAMP_TRUNC(`event_time`, DAY), COUNT(*)")
+    assert plain.sql.endswith("GROUP BY 1 ORDER BY 1 NULLS LAST")
+    assert "group" not in plain.statement.columns
     with pytest.raises(ValueError, match="bucket"):
-        sql.stats_query(TARGET, typed, StatsQuery(bucket="week"))  # type: ignore[arg-type]
+        reads(typed).stats(StatsQuery(bucket="week"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="json"):
-        sql.stats_query(TARGET, typed, StatsQuery(group_by="payload"))
+        reads(typed).stats(StatsQuery(group_by="payload"))
 
 
 def test_stats_sql_takes_the_list_filters(typed: Dataset) -> None:
@@ -792,19 +800,19 @@ def test_stats_sql_takes_the_list_filters(typed: Dataset) -> None:
         since=T0,
     )
 
-    statement, params, _ = sql.stats_query(TARGET, typed, query)
+    bound = reads(typed).stats(query)
 
-    assert statement.endswith(
-        f"FROM {FLIGHTS} WHERE `event_time` >= @p0 AND `status` = @p1 AND `ratio` = @p2 "
-        "AND `gate` IS NULL AND NOT STARTS_WITH(`id`, 'probe-') GROUP BY bucket ORDER BY bucket"
+    assert bound.sql.endswith(
+        f"FROM {FLIGHTS} WHERE `event_time` >= @since AND `status` = @f0 AND `ratio` = @f1 "
+        "AND `gate` IS NULL GROUP BY 1 ORDER BY 1 NULLS LAST"
     )
-    assert params_of(params) == [
-        ("p0", "TIMESTAMP", T0),
-        ("p1", "STRING", "delayed"),
-        ("p2", "FLOAT64", 0.5),
+    assert params_of(sql.query_parameters(bound)) == [
+        ("since", "TIMESTAMP", T0),
+        ("f0", "STRING", "delayed"),
+        ("f1", "FLOAT64", 0.5),
     ]
     with pytest.raises(ValueError, match="json"):
-        sql.stats_query(TARGET, typed, StatsQuery(filters={"payload": "x"}))
+        reads(typed).stats(StatsQuery(filters={"payload": "x"}))
 
 
 async def test_stats_rows_come_back_in_the_contract_shape(
@@ -844,7 +852,9 @@ async def test_get_reads_by_key_only_and_parses_json_and_times(
     )
     assert set(got) == {*typed.field_names, "extra"}
     [(statement, job_config)] = client.queries
-    assert statement.endswith(f"FROM {FLIGHTS} WHERE `id` IN UNNEST(@p0) ORDER BY `_stored_at`")
+    assert statement.endswith(
+        f"FROM {FLIGHTS} WHERE `id` IN UNNEST(@ids) ORDER BY `_stored_at` ASC"
+    )
     [param] = job_config.query_parameters
     assert isinstance(param, bigquery.ArrayQueryParameter)
     assert (param.array_type, param.values) == ("STRING", ["ev-1"])
@@ -892,13 +902,16 @@ async def test_quarantine_reads_release_and_expire(
     statements = [s for s, _ in client.queries]
     quarantine = "`my-project`.`events`.`flights__quarantine`"
     assert statements[0] == (
-        f"SELECT id, reason, raw, received_at FROM {quarantine} WHERE received_at >= @p0 "
-        "AND (received_at > @p0 OR id > @p1) ORDER BY received_at, id LIMIT 5"
+        f"SELECT `id`, `reason`, `raw`, `received_at` FROM {quarantine} WHERE "
+        "`received_at` >= @after_time AND (`received_at` > @after_time OR `id` > @after_key) "
+        "ORDER BY `received_at` ASC, `id` ASC LIMIT 5"
     )
-    assert statements[1].endswith("WHERE id IN UNNEST(@p0) ORDER BY received_at, id LIMIT 10")
-    assert statements[2] == f"DELETE FROM {quarantine} WHERE id IN UNNEST(@p0)"
-    assert statements[3] == f"DELETE FROM {FLIGHTS} WHERE `event_time` < @p0"
-    assert params_of(client.queries[3][1].query_parameters) == [("p0", "TIMESTAMP", T0)]
+    assert statements[1].endswith(
+        "WHERE `id` IN UNNEST(@ids) ORDER BY `received_at` ASC, `id` ASC LIMIT 10"
+    )
+    assert statements[2] == f"DELETE FROM {quarantine} WHERE `id` IN UNNEST(@ids)"
+    assert statements[3] == f"DELETE FROM {FLIGHTS} WHERE `event_time` < @before"
+    assert params_of(client.queries[3][1].query_parameters) == [("before", "TIMESTAMP", T0)]
     assert await store.quarantined_by_id(flights, [], limit=10) == []
     assert await store.release_quarantined(flights, []) == 0
     assert len(client.queries) == 4
@@ -907,13 +920,13 @@ async def test_quarantine_reads_release_and_expire(
 async def test_summary(client: FakeClient, store: BigQueryStore, flights: Dataset) -> None:
     client.rows = [rows((0, 0, None, None)), rows((5, 2, T0, T0 + timedelta(hours=1)))]
 
-    empty = await store.summary(flights)
-    full = await store.summary(flights)
+    empty = await store.summary(flights, exclude_key_prefix="probe-")
+    full = await store.summary(flights, exclude_key_prefix="probe-")
 
     assert (empty.rows, empty.quarantined, empty.newest_event_time) == (0, 0, None)
     assert (full.rows, full.quarantined) == (5, 2)
     assert (full.newest_event_time, full.last_stored_at) == (T0, T0 + timedelta(hours=1))
-    rows_sql = f"{FLIGHTS} WHERE NOT STARTS_WITH(`id`, 'probe-')"
+    rows_sql = f"{FLIGHTS} WHERE NOT STARTS_WITH(`id`, @prefix)"
     assert client.queries[0][0] == (
         f"SELECT (SELECT COUNT(*) FROM {rows_sql}), "
         "(SELECT COUNT(*) FROM `my-project`.`events`.`flights__quarantine`), "
@@ -962,14 +975,21 @@ async def test_missing_credentials_say_so(flights: Dataset) -> None:
     await store.close()
 
 
-def test_probe_events_are_left_out_of_lists_stats_and_counts_not_get(typed: Dataset) -> None:
+def test_an_excluded_key_prefix_is_a_parameter_of_lists_stats_and_counts_not_get(
+    typed: Dataset,
+) -> None:
     # A prefix test of the key column: no JSON lookup, and reads by id still find the event.
-    marker = "NOT STARTS_WITH(`id`, 'probe-')"
-    listed, _ = sql.list_query(TARGET, typed, ListQuery(filters={"status": "landed"}))
-    stats, _, _ = sql.stats_query(TARGET, typed, StatsQuery(group_by="status"))
-    by_id, _ = sql.get_query(TARGET, typed, ["probe-1"])
+    marker = "NOT STARTS_WITH(`id`, @prefix)"
+    prefixed = {"status": "landed"}
+    listed = reads(typed).list(ListQuery(filters=prefixed, exclude_key_prefix="probe-"))
+    stats = reads(typed).stats(StatsQuery(group_by="status", exclude_key_prefix="probe-"))
+    summary = reads(typed).summary("probe-")
+    by_id = reads(typed).get(["probe-1"])
 
-    assert marker in listed
-    assert marker in stats
-    assert sql.summary_query(TARGET, typed).count(marker) == 3
-    assert "STARTS_WITH" not in by_id
+    assert marker in listed.sql
+    assert marker in stats.sql
+    assert summary.sql.count(marker) == 3
+    assert ("prefix", "STRING", "probe-") in params_of(sql.query_parameters(summary))
+    assert "STARTS_WITH" not in by_id.sql
+    assert "STARTS_WITH" not in reads(typed).list(ListQuery()).sql
+    assert "STARTS_WITH" not in reads(typed).summary(None).sql

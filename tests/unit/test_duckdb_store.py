@@ -228,22 +228,28 @@ def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
     assert default._config["threads"] >= 1
 
 
-async def test_probe_events_stay_out_of_reads_across_a_reopen(url: str, flights: Dataset) -> None:
-    # Reads skip the probe test while a table has no probe events; one written, or found at
-    # open, turns it on for good.
+async def test_an_excluded_key_prefix_stays_out_of_reads_across_a_reopen(
+    url: str, flights: Dataset
+) -> None:
+    # Reads skip the key test while no key has the prefix; the first such key written, or one
+    # found by the look after a reopen, turns it on for good.
+    hidden = ListQuery(limit=10, exclude_key_prefix="hidden-")
     store = open_store(url)
     await store.open([flights])
     await store.write(flights, rows_of(flights, event(1)), [])
-    assert [e["id"] for e in await store.list(flights, ListQuery(limit=10))] == ["ev-1"]
-    await store.write(flights, rows_of(flights, event(2, id="probe-1")), [])
-    assert [e["id"] for e in await store.list(flights, ListQuery(limit=10))] == ["ev-1"]
+    assert [e["id"] for e in await store.list(flights, hidden)] == ["ev-1"]
+    assert store._prefixes.absent(flights.name, "hidden-") is True  # the test is skipped
+    await store.write(flights, rows_of(flights, event(2, id="hidden-1")), [])
+    assert store._prefixes.absent(flights.name, "hidden-") is False
+    assert [e["id"] for e in await store.list(flights, hidden)] == ["ev-1"]
     await store.close()
 
     reopened = open_store(url)
     await reopened.open([flights])
     try:
-        assert [e["id"] for e in await reopened.list(flights, ListQuery(limit=10))] == ["ev-1"]
-        assert (await reopened.summary(flights)).rows == 1
-        assert await reopened.get(flights, "probe-1") is not None
+        assert [e["id"] for e in await reopened.list(flights, hidden)] == ["ev-1"]
+        assert (await reopened.summary(flights, exclude_key_prefix="hidden-")).rows == 1
+        assert await reopened.get(flights, "hidden-1") is not None
+        assert len(await reopened.list(flights, ListQuery(limit=10))) == 2
     finally:
         await reopened.close()

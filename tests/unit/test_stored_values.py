@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from slipstream.stores.bigquery_schema import utc as bigquery_utc
 from slipstream.stores.values import (
     DUCKDB,
     POSTGRES,
@@ -63,7 +62,8 @@ def test_a_cursor_position_round_trips_and_becomes_each_database_s_literal() -> 
     assert db_time_text("0000-12-31T10:00:00Z", POSTGRES) == "0001-12-31 10:00:00+00 BC"
     assert db_time_text("-000001-01-01T00:00:00Z", DUCKDB) == "0002-01-01 (BC) 00:00:00+00"
     latest = datetime.max.replace(tzinfo=UTC)
-    assert time_param(latest, POSTGRES) == "infinity"  # +infinity reads as the latest
+    assert time_param(latest, POSTGRES, position=True) == "infinity"  # +infinity reads so
+    assert time_param(latest, POSTGRES) == latest  # as a bound, the time it is
 
 
 def test_a_made_up_cursor_time_is_refused_or_kept_within_the_database_s_range() -> None:
@@ -81,10 +81,18 @@ def test_bounds_past_the_range_are_not_converted_where_they_would_overflow() -> 
     with pytest.raises(OverflowError):
         late.astimezone(UTC)
     assert time_param(late, DUCKDB) is late  # DuckDB and PostgreSQL compare it as is
-    # BigQuery holds nothing past the range, so its edge answers the same.
-    assert bigquery_utc(late) == datetime.max.replace(tzinfo=UTC)
-    assert bigquery_utc(datetime(1, 1, 1, tzinfo=PLUS_14)) == datetime.min.replace(tzinfo=UTC)
-    assert bigquery_utc("+010000-01-01T13:59:59Z") == datetime.max.replace(tzinfo=UTC)
+    # BigQuery (no literals for such times) holds nothing past the range: its edge answers the same.
+    assert time_param(late, None) == datetime.max.replace(tzinfo=UTC)
+    assert time_param(datetime(1, 1, 1, tzinfo=PLUS_14), None) == datetime.min.replace(tzinfo=UTC)
+    assert time_param("+010000-01-01T13:59:59Z", None, position=True) == datetime.max.replace(
+        tzinfo=UTC
+    )
+    assert time_param("0000-12-31T10:00:00Z", None, position=True) == datetime.min.replace(
+        tzinfo=UTC
+    )
+    assert time_param(datetime(2026, 1, 1, 12, tzinfo=MINUS_14), None) == datetime(
+        2026, 1, 2, 2, tzinfo=UTC
+    )
 
 
 def test_json_orjson_cannot_read_or_write_back_still_reads() -> None:

@@ -21,7 +21,7 @@ from slipstream.api.response_models import DatasetsOverview, Event, EventPage, S
 from slipstream.api.routing import GuardedRoute
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
-from slipstream.events import EXTRA_COLUMN
+from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX
 from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, StatsQuery
 from slipstream.stores.values import position_text, position_time
@@ -51,6 +51,9 @@ PAGE_FORMATS = {
     },
     "text/csv": {"schema": {"type": "string"}, "example": "id,flight_id,…\r\nLA800-1,…\r\n"},
 }
+# Synthetic probe events (docs/probe.md) stay out of lists, stats and the overview's counts, so
+# a steady probe cannot hide a producer that went quiet; reads by id still find them.
+HIDDEN = PROBE_ID_PREFIX
 
 
 def page_response(
@@ -131,7 +134,14 @@ async def list_events(
             after = (position_time(stamp), key)
         except ValueError:
             raise ApiError(400, f"the cursor {NOT_OURS}; start again without it") from None
-    query = ListQuery(limit=limit, filters=filters, since=start, until=end, after=after)
+    query = ListQuery(
+        limit=limit,
+        filters=filters,
+        since=start,
+        until=end,
+        after=after,
+        exclude_key_prefix=HIDDEN,
+    )
     try:
         items = await runtime_of(request).store.list(dataset, query)
     except BackendUnavailable as exc:
@@ -180,6 +190,7 @@ async def stats(
         filters=filters,
         since=parse_time("since", since),
         until=parse_time("until", until),
+        exclude_key_prefix=HIDDEN,
     )
     try:
         items = await runtime_of(request).store.stats(dataset, query)
@@ -201,7 +212,7 @@ async def datasets(request: Request) -> Response:
     out = []
     for dataset in runtime.catalog:
         try:
-            summary = await runtime.store.summary(dataset)
+            summary = await runtime.store.summary(dataset, exclude_key_prefix=HIDDEN)
         except BackendUnavailable as exc:
             raise unavailable("store", exc) from None
         out.append(

@@ -8,6 +8,8 @@ Times come back as UTC-aware datetimes; naive times passed in are read as UTC. A
 Python value can hold (a time past 9999 or BC, JSON orjson cannot read) never fails a read: it
 comes back as described in `stores/values.py` (a time as expanded ISO 8601 text). Filter and
 group fields are declared, non-json fields (the API checks; a store raises ValueError otherwise).
+Lists, stats and the summary leave out the rows whose key starts with `exclude_key_prefix` when
+one is given (the API hides its own synthetic events so); `get` finds every row.
 `open()` may be called again with more datasets.
 """
 
@@ -40,6 +42,7 @@ class ListQuery:
     since: datetime | None = None
     until: datetime | None = None
     after: tuple[datetime | str, str] | None = None
+    exclude_key_prefix: str | None = None  # rows whose key starts with it are left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class StatsQuery:
     filters: dict[str, Any] = field(default_factory=dict)
     since: datetime | None = None
     until: datetime | None = None
+    exclude_key_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,10 @@ class Store(Protocol):
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
         """Delete quarantined events that were replayed; return how many."""
 
-    async def summary(self, dataset: Dataset) -> DatasetSummary: ...
+    async def summary(
+        self, dataset: Dataset, *, exclude_key_prefix: str | None = None
+    ) -> DatasetSummary:
+        """Row count, newest event time and last write of the rows a list would show."""
 
     async def expire(self, dataset: Dataset, before: datetime) -> int:
         """Delete rows whose event time is older than `before`; return how many."""

@@ -38,6 +38,8 @@ from slipstream.stores import (
 from slipstream.stores import bigquery_schema as tables
 from slipstream.stores import bigquery_sql as sql
 from slipstream.stores.coalesce import Coalescer
+from slipstream.stores.dialects import BIGQUERY
+from slipstream.stores.reads import Bound, Reads, reads_for
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -74,6 +76,7 @@ class BigQueryStore:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="bigquery")
         self._lookups: dict[str, Coalescer[str, dict[str, Any]]] = {}
+        self._reads: dict[str, Reads] = {}
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> BigQueryStore:
@@ -117,9 +120,10 @@ class BigQueryStore:
         labels = {"app": "slipstream", "slipstream_dataset": dataset.name, "slipstream_op": op}
         return bigquery.QueryJobConfig(query_parameters=params, labels=labels)
 
-    def _rows(self, op: str, dataset: Dataset, statement: str, params: list[Any]) -> list[Any]:
+    def _rows(self, op: str, dataset: Dataset, bound: Bound) -> list[Any]:
+        config = self._config(op, dataset, sql.query_parameters(bound))
         result = self.client().query_and_wait(
-            statement, job_config=self._config(op, dataset, params), wait_timeout=READ_TIMEOUT
+            bound.sql, job_config=config, wait_timeout=READ_TIMEOUT
         )
         return list(result)
 
@@ -290,17 +294,25 @@ class BigQueryStore:
             except Exception as exc:  # it expires on its own within STAGING_TTL
                 log.warning("could not drop staging table %s: %s", ref, exc)
 
+    async def _delete(self, op: str, dataset: Dataset, bound: Bound) -> int:
+        params = sql.query_parameters(bound)
+        return await self._read(lambda: self._dml(op, dataset, bound.sql, params))
+
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        statement, params = sql.release_query(self.target, dataset, ids)
-        return await self._read(lambda: self._dml("release", dataset, statement, params))
+        return await self._delete("release", dataset, self._reads_for(dataset).release(ids))
 
     async def expire(self, dataset: Dataset, before: datetime) -> int:
-        statement, params = sql.expire_query(self.target, dataset, before)
-        return await self._read(lambda: self._dml("expire", dataset, statement, params))
+        return await self._delete("expire", dataset, self._reads_for(dataset).expire(before))
 
     # --- reads ------------------------------------------------------------------------------
+
+    def _reads_for(self, dataset: Dataset) -> Reads:
+        return reads_for(self._reads, BIGQUERY, dataset, (self.target.project, self.target.dataset))
+
+    async def _fetch(self, op: str, dataset: Dataset, bound: Bound) -> list[Any]:
+        return await self._read(lambda: self._rows(op, dataset, bound))
 
     async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None:
         lookups = self._lookups.get(dataset.name)
@@ -311,54 +323,48 @@ class BigQueryStore:
     def _fetcher(
         self, dataset: Dataset
     ) -> Callable[[list[str]], Awaitable[dict[str, dict[str, Any]]]]:
-        key = dataset.field_names.index(dataset.key)
+        reads = self._reads_for(dataset)
+        key = reads.key_index
 
         async def fetch(ids: list[str]) -> dict[str, dict[str, Any]]:
-            statement, params = sql.get_query(self.target, dataset, ids)
-            rows = await self._read(lambda: self._rows("get", dataset, statement, params))
+            rows = await self._fetch("get", dataset, reads.get(ids))
             found: dict[str, dict[str, Any]] = {}
             for row in rows:  # oldest write first: the first row of an id is the one kept
                 if row[key] not in found:
-                    found[row[key]] = sql.event_dict(dataset, row)
+                    found[row[key]] = reads.event(row)
             return found
 
         return fetch
 
     async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
-        statement, params, names = sql.stats_query(self.target, dataset, query)
-        rows = await self._read(lambda: self._rows("stats", dataset, statement, params))
-        return [sql.stats_dict(dataset, query, names, row) for row in rows]
+        reads = self._reads_for(dataset)
+        bound = reads.stats(query)
+        rows = await self._fetch("stats", dataset, bound)
+        return [reads.stats_row(query, bound, row) for row in rows]
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
-        return await self._quarantine(
-            dataset, *sql.quarantine_query(self.target, dataset, query.after, None, query.limit)
-        )
+        bound = self._reads_for(dataset).quarantine(query.after, None, query.limit)
+        return [Reads.quarantined(row) for row in await self._fetch("quarantine", dataset, bound)]
 
     async def quarantined_by_id(
         self, dataset: Dataset, ids: Sequence[str] | None, limit: int
     ) -> list[QuarantinedEvent]:
         if ids is not None and not ids:
             return []
-        return await self._quarantine(
-            dataset, *sql.quarantine_query(self.target, dataset, None, ids, limit)
-        )
+        bound = self._reads_for(dataset).quarantine(None, ids, limit)
+        return [Reads.quarantined(row) for row in await self._fetch("quarantine", dataset, bound)]
 
-    async def _quarantine(
-        self, dataset: Dataset, statement: str, params: list[Any]
-    ) -> list[QuarantinedEvent]:
-        rows = await self._read(lambda: self._rows("quarantine", dataset, statement, params))
-        return [sql.quarantined_event(row) for row in rows]
-
-    async def summary(self, dataset: Dataset) -> DatasetSummary:
-        statement = sql.summary_query(self.target, dataset)
-        rows = await self._read(lambda: self._rows("summary", dataset, statement, []))
-        return summary_of(*rows[0])
+    async def summary(
+        self, dataset: Dataset, *, exclude_key_prefix: str | None = None
+    ) -> DatasetSummary:
+        bound = self._reads_for(dataset).summary(exclude_key_prefix)
+        return summary_of(*(await self._fetch("summary", dataset, bound))[0])
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
-        statement, params = sql.list_query(self.target, dataset, query)
-        rows = await self._read(lambda: self._rows("list", dataset, statement, params))
-        return [sql.event_dict(dataset, row) for row in rows]
+        reads = self._reads_for(dataset)
+        rows = await self._fetch("list", dataset, reads.list(query))
+        return [reads.event(row) for row in rows]
 
 
 def load_config(schema: list[bigquery.SchemaField]) -> bigquery.LoadJobConfig:

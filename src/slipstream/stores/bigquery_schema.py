@@ -10,7 +10,6 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -29,6 +28,7 @@ from google.cloud.bigquery import (
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, DatasetError, FieldSpec, FieldType
 from slipstream.errors import ConfigError, TerminalStoreError, TransientStoreError
 from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, EventRows, Rejected
+from slipstream.stores.values import utc
 
 STORED_COLUMN = "_stored_at"
 QUARANTINE_SUFFIX, STAGING_INFIX = "__quarantine", "__staging_"
@@ -281,21 +281,3 @@ def sort_error(dataset: Dataset, exc: Exception) -> Exception:
     if data_fault or isinstance(exc, _BAD_VALUES):
         return TerminalStoreError(f"cannot store this batch in {what}")
     return TransientStoreError(f"write failed, will retry, {what}")
-
-
-def utc(stamp: datetime | str) -> datetime:
-    """A time in UTC for a query parameter. One a datetime cannot hold in UTC (9999-12-31T23:00
-    -14:00), or a list position past the range (text, see stores/values.py), becomes the edge of
-    the range: BigQuery holds nothing beyond it, so the query answers the same."""
-    if isinstance(stamp, str):
-        return _EARLIEST if stamp.startswith("-") or stamp.startswith("0000") else _LATEST
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=UTC)
-    try:
-        return stamp.astimezone(UTC)
-    except OverflowError:
-        return _LATEST if stamp.year > 1 else _EARLIEST
-
-
-_LATEST = datetime.max.replace(tzinfo=UTC)
-_EARLIEST = datetime.min.replace(tzinfo=UTC)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -29,7 +30,7 @@ import pyarrow as pa
 from slipstream.config import path_from_url
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, FieldType, schema_changes
 from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
-from slipstream.events import PROBE_ID_PREFIX, EventRows, Rejected
+from slipstream.events import EventRows, Rejected
 from slipstream.stores import (
     DatasetSummary,
     ListQuery,
@@ -41,7 +42,10 @@ from slipstream.stores import (
 )
 from slipstream.stores import duckdb_sql as sql
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
+from slipstream.stores.dialects import DUCKDB
 from slipstream.stores.duckdb_database import Connection, Database, is_invalidated
+from slipstream.stores.key_prefixes import AbsentPrefixes
+from slipstream.stores.reads import Bound, Reads, reads_for
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -69,10 +73,8 @@ class DuckDBStore:
         self._reopen_queued = threading.Event()
         # Reads by id: merged into one query per dataset on a thread with a cursor of its own.
         self._lookups: ThreadCoalescer[str, str, dict[str, Any]] | None = None
-        self._point_queries: dict[str, tuple[Dataset, str, int]] = {}
-        # Datasets whose table may hold synthetic probe events. Reads of the others skip the
-        # test of every row's key; a flag only ever turns on (set before the rows commit).
-        self._probes: dict[str, bool] = {}
+        self._reads: dict[str, Reads] = {}
+        self._prefixes = AbsentPrefixes()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> DuckDBStore:
@@ -184,8 +186,6 @@ class DuckDBStore:
         conn.execute(sql.create_fields_table())
         for dataset in datasets:
             self._migrate(conn, dataset)
-            found = conn.execute(sql.has_probe_query(dataset)).fetchone()
-            self._probes[dataset.name] = bool(found and found[0])
 
     def _migrate(self, conn: Connection, dataset: Dataset) -> None:
         found = conn.execute(
@@ -280,10 +280,9 @@ class DuckDBStore:
     ) -> WriteResult:
         table = sql.rows_table(dataset, rows) if rows.rows else None
         quarantine = sql.quarantine_rows(rejected) if rejected else None
-        if table is not None and not self._probes.get(dataset.name, True):
+        if table is not None:
             key = rows.columns.index(dataset.key)
-            if any(str(row[key]).startswith(PROBE_ID_PREFIX) for row in rows.rows):
-                self._probes[dataset.name] = True
+            self._prefixes.note(dataset.name, (row[key] for row in rows.rows))
         inserted = quarantined = 0
         conn.begin()
         try:
@@ -312,9 +311,9 @@ class DuckDBStore:
         row = conn.execute(statement).fetchone()
         return int(row[0]) if row else 0
 
-    async def _delete(self, statement: str, params: list[Any]) -> int:
+    async def _delete(self, bound: Bound) -> int:
         def run(conn: Connection) -> int:
-            row = conn.execute(statement, params).fetchone()
+            row = conn.execute(bound.sql, bound.params).fetchone()
             return int(row[0]) if row else 0
 
         return await self._on_writer(run)
@@ -322,22 +321,34 @@ class DuckDBStore:
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        statement = f"DELETE FROM {sql.quarantine_table(dataset)} WHERE id = ANY(?)"
-        return await self._delete(statement, [list(ids)])
+        return await self._delete(self._reads_for(dataset).release(ids))
 
     async def expire(self, dataset: Dataset, before: datetime) -> int:
-        table, time = sql.quote(dataset.name), sql.quote(dataset.event_time)
-        return await self._delete(f"DELETE FROM {table} WHERE {time} < ?", [sql.utc(before)])
+        return await self._delete(self._reads_for(dataset).expire(before))
 
     # --- reads --------------------------------------------------------------------------------
+
+    def _reads_for(self, dataset: Dataset) -> Reads:
+        return reads_for(self._reads, DUCKDB, dataset)
+
+    async def _fetch(self, bound: Bound) -> list[tuple[Any, ...]]:
+        return await self._read(lambda cursor: cursor.execute(bound.sql, bound.params).fetchall())
+
+    async def _look(self, dataset: Dataset, prefix: str) -> None:
+        """Whether any key starts with `prefix`, found on the writer thread (key_prefixes.py)."""
+        bound = self._reads_for(dataset).any_prefixed(prefix)
+
+        def look(conn: Connection) -> None:
+            row = conn.execute(bound.sql, bound.params).fetchone()
+            self._prefixes.learn(dataset.name, prefix, bool(row and row[0]))
+
+        with suppress(TransientStoreError, duckdb.Error):  # not known: the test stays
+            await self._on_writer(look)
 
     async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None:
         if self._lookups is None:
             raise BackendUnavailable("the DuckDB store is not open")
-        if dataset.name not in self._point_queries:
-            statement = f"{sql.event_select(dataset)} WHERE {sql.quote(dataset.key)} = ANY(?)"
-            key = dataset.field_names.index(dataset.key)
-            self._point_queries[dataset.name] = (dataset, statement, key)
+        self._reads_for(dataset)
         try:
             return await self._lookups.get(dataset.name, event_id)
         except LookupsClosed:
@@ -345,52 +356,39 @@ class DuckDBStore:
 
     def _lookup(self, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """On the lookup thread: the events of `ids` in one query."""
-        dataset, statement, key = self._point_queries[name]
-        rows = self._reading(lambda cursor: cursor.execute(statement, [ids]).fetchall())
-        return {row[key]: sql.event_dict(dataset, row) for row in rows}
-
-    def _has_probes(self, dataset: Dataset) -> bool:
-        return self._probes.get(dataset.name, True)
+        reads = self._reads[name]
+        bound = reads.get(ids)
+        rows = self._reading(lambda cursor: cursor.execute(bound.sql, bound.params).fetchall())
+        return {row[reads.key_index]: reads.event(row) for row in rows}
 
     async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
-        statement, params, names = sql.stats_query(dataset, query, probes=self._has_probes(dataset))
-
-        def run(cursor: Connection) -> list[dict[str, Any]]:
-            rows = cursor.execute(statement, params).fetchall()
-            return [sql.stats_dict(dataset, query, names, row) for row in rows]
-
-        return await self._read(run)
+        reads = self._reads_for(dataset)
+        query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
+        bound = reads.stats(query)
+        return [reads.stats_row(query, bound, row) for row in await self._fetch(bound)]
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
-        return await self._quarantine(
-            *sql.quarantine_query(dataset, query.after, None, query.limit)
-        )
+        bound = self._reads_for(dataset).quarantine(query.after, None, query.limit)
+        return [Reads.quarantined(row) for row in await self._fetch(bound)]
 
     async def quarantined_by_id(
         self, dataset: Dataset, ids: Sequence[str] | None, limit: int
     ) -> list[QuarantinedEvent]:
         if ids is not None and not ids:
             return []
-        return await self._quarantine(*sql.quarantine_query(dataset, None, ids, limit))
+        bound = self._reads_for(dataset).quarantine(None, ids, limit)
+        return [Reads.quarantined(row) for row in await self._fetch(bound)]
 
-    async def _quarantine(self, statement: str, params: list[Any]) -> list[QuarantinedEvent]:
-        def run(cursor: Connection) -> list[QuarantinedEvent]:
-            return [sql.quarantined_event(r) for r in cursor.execute(statement, params).fetchall()]
-
-        return await self._read(run)
-
-    async def summary(self, dataset: Dataset) -> DatasetSummary:
-        statement = sql.summary_query(dataset, probes=self._has_probes(dataset))
-        row = await self._read(lambda cursor: cursor.execute(statement).fetchone())
-        assert row is not None
-        return summary_of(*row)
+    async def summary(
+        self, dataset: Dataset, *, exclude_key_prefix: str | None = None
+    ) -> DatasetSummary:
+        look = partial(self._look, dataset)
+        prefix = await self._prefixes.needed(dataset.name, exclude_key_prefix, look)
+        rows = await self._fetch(self._reads_for(dataset).summary(prefix))
+        return summary_of(*rows[0])
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
-        statement, params = sql.list_query(dataset, query, probes=self._has_probes(dataset))
-
-        def run(cursor: Connection) -> list[dict[str, Any]]:
-            rows = cursor.execute(statement, params).fetchall()
-            return [sql.event_dict(dataset, row) for row in rows]
-
-        return await self._read(run)
+        reads = self._reads_for(dataset)
+        query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
+        return [reads.event(row) for row in await self._fetch(reads.list(query))]

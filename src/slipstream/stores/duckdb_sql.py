@@ -1,4 +1,5 @@
-"""SQL text, Arrow schemas and error sorting for the DuckDB store.
+"""DDL, the write path's SQL and Arrow schemas, and error sorting for the DuckDB store (its
+reads are `stores/reads.py`).
 
 Only identifiers from the dataset declaration are written into SQL (quoted); values are always
 bound as parameters.
@@ -7,7 +8,6 @@ bound as parameters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -15,15 +15,7 @@ import pyarrow as pa
 
 from slipstream.datasets import Dataset, FieldSpec, FieldType
 from slipstream.errors import TerminalStoreError, TransientStoreError
-from slipstream.events import (
-    EXTRA_COLUMN,
-    PROBE_ID_PREFIX,
-    RECEIVED_COLUMN,
-    EventRows,
-    Rejected,
-)
-from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
-from slipstream.stores.values import DUCKDB, stored_json, stored_time, time_param
+from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, EventRows, Rejected
 
 FIELDS_TABLE = "_slipstream_fields"
 BATCH_VIEW = "_slipstream_batch"
@@ -56,7 +48,6 @@ _ARROW_TYPES: dict[FieldType, pa.DataType] = {
     "timestamp": _TIMESTAMP,
     "json": pa.string(),
 }
-_BUCKETS = frozenset({"minute", "hour", "day"})
 # Errors that say nothing about the data: the same write may succeed later.
 _TRANSIENT = (
     duckdb.OperationalError,  # IO, connection, transaction conflict, out of memory
@@ -181,185 +172,3 @@ def sort_error(dataset: Dataset, exc: Exception) -> Exception:
 def is_unavailable(exc: Exception) -> bool:
     """A read failure that means the database cannot answer now, not that the query is wrong."""
     return isinstance(exc, _TRANSIENT)
-
-
-# --- reads ----------------------------------------------------------------------------------
-
-
-def utc(stamp: datetime) -> datetime:
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
-
-
-def _select(spec: FieldSpec) -> str:
-    # TIMESTAMPTZ values come back as naive UTC, so reading them needs no time zone library
-    # and does not depend on the session's TimeZone.
-    if spec.type == "timestamp":
-        return f"timezone('UTC', {quote(spec.name)})"
-    return quote(spec.name)
-
-
-def _convert(spec: FieldSpec, value: Any) -> Any:
-    if value is None:
-        return None
-    if spec.type == "timestamp":
-        # DuckDB's driver gives the text of a time a datetime cannot hold (years past 9999, BC).
-        return value.replace(tzinfo=UTC) if isinstance(value, datetime) else stored_time(value)
-    if spec.type == "json":
-        return stored_json(value)
-    return value
-
-
-def event_select(dataset: Dataset) -> str:
-    columns = [_select(f) for f in dataset.fields] + [quote(EXTRA_COLUMN)]
-    return f"SELECT {', '.join(columns)} FROM {quote(dataset.name)}"
-
-
-def event_dict(dataset: Dataset, row: tuple[Any, ...]) -> dict[str, Any]:
-    event = {f.name: _convert(f, v) for f, v in zip(dataset.fields, row, strict=False)}
-    extra = row[-1]
-    event[EXTRA_COLUMN] = stored_json(extra) if extra is not None else None
-    return event
-
-
-def _declared(dataset: Dataset, name: str) -> FieldSpec:
-    spec = dataset.field(name)
-    if spec is None:
-        raise ValueError(f"dataset {dataset.name!r} has no field {name!r}")
-    return spec
-
-
-def _time_range(
-    dataset: Dataset, since: datetime | None, until: datetime | None
-) -> tuple[list[str], list[Any]]:
-    column = quote(dataset.event_time)
-    where: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        where.append(f"{column} >= ?")
-        params.append(utc(since))
-    if until is not None:
-        where.append(f"{column} < ?")
-        params.append(utc(until))
-    return where, params
-
-
-def not_probe(dataset: Dataset) -> str:
-    """Leaves synthetic probe events out of lists, stats and counts: a prefix test of the key,
-    cheap next to the scan, where a marker inside the row would cost a JSON lookup per row."""
-    return f"NOT starts_with({quote(dataset.key)}, '{PROBE_ID_PREFIX}')"
-
-
-def has_probe_query(dataset: Dataset) -> str:
-    return f"SELECT EXISTS (SELECT 1 FROM {quote(dataset.name)} WHERE NOT ({not_probe(dataset)}))"
-
-
-def _filter(dataset: Dataset, filters: dict[str, Any], where: list[str], params: list[Any]) -> None:
-    """Adds the equality filters of a list or stats query to its WHERE terms."""
-    for name, value in filters.items():
-        spec = _declared(dataset, name)
-        if spec.type == "json":
-            raise ValueError(f"field {name!r} is json and cannot be filtered on")
-        if value is None:
-            where.append(f"{quote(name)} IS NULL")
-        else:
-            where.append(f"{quote(name)} = ?")
-            params.append(utc(value) if isinstance(value, datetime) else value)
-
-
-def list_query(dataset: Dataset, query: ListQuery, *, probes: bool = True) -> tuple[str, list[Any]]:
-    """`probes`: whether the table may hold probe events; without any, the test of every
-    row's key is left out (a third of a list's time on DuckDB, which must read every key)."""
-    where, params = _time_range(dataset, query.since, query.until)
-    if probes:
-        where.append(not_probe(dataset))
-    _filter(dataset, query.filters, where, params)
-    time, key = quote(dataset.event_time), quote(dataset.key)
-    if query.after is not None:
-        stamp, last = time_param(query.after[0], DUCKDB), query.after[1]
-        # The first term lets DuckDB skip row groups by their min/max event time.
-        where.append(f"{time} <= ? AND ({time} < ? OR {key} < ?)")
-        params += [stamp, stamp, last]
-    sql = event_select(dataset)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {time} DESC, {key} DESC LIMIT ?"
-    params.append(max(query.limit, 0))
-    return sql, params
-
-
-def stats_query(
-    dataset: Dataset, query: StatsQuery, *, probes: bool = True
-) -> tuple[str, list[Any], list[str]]:
-    """SQL, parameters and the output names of its columns."""
-    if query.bucket not in _BUCKETS:
-        raise ValueError(f"bucket must be one of {sorted(_BUCKETS)}")
-    where, params = _time_range(dataset, query.since, query.until)
-    if probes:
-        where.append(not_probe(dataset))
-    _filter(dataset, query.filters, where, params)
-    time = f"timezone('UTC', {quote(dataset.event_time)})"
-    columns = [f"date_trunc('{query.bucket}', {time}) AS bucket"]
-    names = ["bucket"]
-    if query.group_by is not None:
-        columns.append(f"{_select(_declared(dataset, query.group_by))} AS grp")
-        names.append("group")
-    columns.append("count(*)")
-    names.append("count")
-    for spec in dataset.fields:
-        if spec.type in ("int", "float"):
-            columns.append(f"avg({quote(spec.name)})")
-            names.append(f"avg_{spec.name}")
-    keys = "bucket, grp" if query.group_by is not None else "bucket"
-    sql = f"SELECT {', '.join(columns)} FROM {quote(dataset.name)}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" GROUP BY {keys} ORDER BY {keys} NULLS LAST"
-    return sql, params, names
-
-
-def stats_dict(
-    dataset: Dataset, query: StatsQuery, names: list[str], row: tuple[Any, ...]
-) -> dict[str, Any]:
-    result = dict(zip(names, row, strict=True))
-    result["bucket"] = stored_time(result["bucket"])
-    if query.group_by is not None:
-        result["group"] = _convert(_declared(dataset, query.group_by), result["group"])
-    return result
-
-
-QUARANTINE_SELECT = "SELECT id, reason, raw, timezone('UTC', received_at) FROM "
-
-
-def quarantined_event(row: tuple[Any, ...]) -> QuarantinedEvent:
-    return QuarantinedEvent(row[0], row[1], row[2], row[3].replace(tzinfo=UTC))
-
-
-def quarantine_query(
-    dataset: Dataset, after: tuple[datetime, str] | None, ids: Sequence[str] | None, limit: int
-) -> tuple[str, list[Any]]:
-    """Quarantined events oldest first, after a keyset position and/or among `ids`."""
-    where: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        stamp = utc(after[0])
-        where.append("received_at >= ? AND (received_at > ? OR id > ?)")
-        params += [stamp, stamp, after[1]]
-    if ids is not None:
-        where.append("id = ANY(?)")
-        params.append(list(ids))
-    sql = QUARANTINE_SELECT + quarantine_table(dataset)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    params.append(max(limit, 0))
-    return sql + " ORDER BY received_at, id LIMIT ?", params
-
-
-def summary_query(dataset: Dataset, *, probes: bool = True) -> str:
-    table, time = quote(dataset.name), quote(dataset.event_time)
-    rows = f"{table} WHERE {not_probe(dataset)}" if probes else table
-    return (
-        f"SELECT (SELECT count(*) FROM {rows}), "
-        f"(SELECT count(*) FROM {quarantine_table(dataset)}), "
-        f"(SELECT timezone('UTC', max({time})) FROM {rows}), "
-        f"(SELECT timezone('UTC', max(_stored_at)) FROM {rows})"
-    )

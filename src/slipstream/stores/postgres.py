@@ -36,6 +36,7 @@ from slipstream.stores import (
 from slipstream.stores import postgres_sql as q
 from slipstream.stores.coalesce import Coalescer
 from slipstream.stores.postgres_loaders import configure
+from slipstream.stores.reads import Bound, Reads
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
@@ -267,7 +268,7 @@ class PostgresStore:
         async def select_one(conn: Connection) -> None:
             await conn.execute("SELECT 1")
 
-        # Readiness probes wait less than a worker's write would.
+        # Readiness checks wait less than a worker's write would.
         await self._run(select_one, min(self._timeout, PING_TIMEOUT))
 
     # --- writes -------------------------------------------------------------------------------
@@ -316,9 +317,9 @@ class PostgresStore:
         await cursor.execute(insert, prepare=False)
         return max(cursor.rowcount, 0)
 
-    async def _change(self, statement: sql.Composed, params: list[Any]) -> int:
+    async def _change(self, bound: Bound) -> int:
         async def run(conn: Connection) -> int:
-            cursor = await conn.execute(statement, params)
+            cursor = await conn.execute(bound.sql, bound.params)
             return max(cursor.rowcount, 0)
 
         return await self._run(run)
@@ -326,67 +327,66 @@ class PostgresStore:
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        return await self._change(self._statements_for(dataset).release(), [list(ids)])
+        return await self._change(self._statements_for(dataset).reads.release(ids))
 
     async def expire(self, dataset: Dataset, before: datetime) -> int:
-        return await self._change(self._statements_for(dataset).expire(), [q.utc(before)])
+        return await self._change(self._statements_for(dataset).reads.expire(before))
 
     # --- reads --------------------------------------------------------------------------------
 
-    async def _fetch(self, statement: sql.Composed, params: list[Any]) -> list[tuple[Any, ...]]:
+    async def _fetch(self, bound: Bound) -> list[tuple[Any, ...]]:
         async def run(conn: Connection) -> list[tuple[Any, ...]]:
-            cursor = await conn.execute(statement, params)
+            cursor = await conn.execute(bound.sql, bound.params)
             return await cursor.fetchall()
 
         return await self._run(run)
 
     async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None:
-        statements = self._statements_for(dataset)
+        reads = self._statements_for(dataset).reads
         lookups = self._lookups.get(dataset.name)
         if lookups is None:
-            lookups = self._lookups[dataset.name] = self._lookup(statements)
+            lookups = self._lookups[dataset.name] = self._lookup(reads)
         return await lookups.get(event_id)
 
-    def _lookup(self, statements: q.Statements) -> Coalescer[str, dict[str, Any]]:
+    def _lookup(self, reads: Reads) -> Coalescer[str, dict[str, Any]]:
         async def fetch(ids: list[str]) -> dict[str, dict[str, Any]]:
-            rows = await self._fetch(statements.get, [ids])
-            return {row[statements.key_index]: statements.event(row) for row in rows}
+            rows = await self._fetch(reads.get(ids))
+            return {row[reads.key_index]: reads.event(row) for row in rows}
 
         # Several lookups in flight at once: the pool has the connections for it.
         return Coalescer(fetch, concurrency=4)
 
     async def stats(self, dataset: Dataset, query: StatsQuery) -> list[dict[str, Any]]:
-        statements = self._statements_for(dataset)
-        statement, params, names = statements.stats_query(query)
+        reads = self._statements_for(dataset).reads
+        bound = reads.stats(query)
         try:
-            rows = await self._fetch(statement, params)
+            rows = await self._fetch(bound)
         except psycopg.errors.NumericValueOutOfRange:
             # A float average whose running sums leave a double's range (values past about
             # 1e154 already do): again in numeric, three times slower, so only then.
-            statement, params, names = statements.stats_query(query, exact=True)
-            rows = await self._fetch(statement, params)
-        return [statements.stats_row(query, names, row) for row in rows]
+            bound = reads.stats(query, exact=True)
+            rows = await self._fetch(bound)
+        return [reads.stats_row(query, bound, row) for row in rows]
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
-        statements = self._statements_for(dataset)
-        rows = await self._fetch(*statements.quarantine_query(query.after, None, query.limit))
-        return [q.quarantined_event(row) for row in rows]
+        bound = self._statements_for(dataset).reads.quarantine(query.after, None, query.limit)
+        return [Reads.quarantined(row) for row in await self._fetch(bound)]
 
     async def quarantined_by_id(
         self, dataset: Dataset, ids: Sequence[str] | None, limit: int
     ) -> list[QuarantinedEvent]:
         if ids is not None and not ids:
             return []
-        statements = self._statements_for(dataset)
-        rows = await self._fetch(*statements.quarantine_query(None, ids, limit))
-        return [q.quarantined_event(row) for row in rows]
+        bound = self._statements_for(dataset).reads.quarantine(None, ids, limit)
+        return [Reads.quarantined(row) for row in await self._fetch(bound)]
 
-    async def summary(self, dataset: Dataset) -> DatasetSummary:
-        rows = await self._fetch(self._statements_for(dataset).summary(), [])
-        return summary_of(*rows[0])
+    async def summary(
+        self, dataset: Dataset, *, exclude_key_prefix: str | None = None
+    ) -> DatasetSummary:
+        bound = self._statements_for(dataset).reads.summary(exclude_key_prefix)
+        return summary_of(*(await self._fetch(bound))[0])
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
-        statements = self._statements_for(dataset)
-        rows = await self._fetch(*statements.list_query(query))
-        return [statements.event(row) for row in rows]
+        reads = self._statements_for(dataset).reads
+        return [reads.event(row) for row in await self._fetch(reads.list(query))]

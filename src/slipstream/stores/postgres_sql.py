@@ -1,15 +1,16 @@
-"""SQL for the PostgreSQL store, composed with psycopg.sql; row conversion and error sorting.
+"""DDL and the write path's SQL for the PostgreSQL store, composed with psycopg.sql, and error
+sorting (its reads are `stores/reads.py`).
 
 Identifiers (schema, tables, columns) come from the dataset declaration and are always quoted
-with `sql.Identifier`; values are always bound as parameters. Statements that do not depend on a
-query are composed once per dataset (`Statements`).
+with `sql.Identifier`; values are always bound as parameters. Statements are composed once per
+dataset (`Statements`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
@@ -17,9 +18,10 @@ from psycopg import sql
 
 from slipstream.datasets import Dataset, FieldSpec, FieldType
 from slipstream.errors import TerminalStoreError, TransientStoreError
-from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX, RECEIVED_COLUMN, Rejected
-from slipstream.stores import ListQuery, QuarantinedEvent, StatsQuery
-from slipstream.stores.values import POSTGRES, stored_json, stored_time, time_param
+from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, Rejected
+from slipstream.stores.dialects import POSTGRES
+from slipstream.stores.reads import Reads
+from slipstream.stores.values import utc
 
 FIELDS_TABLE = "_slipstream_fields"
 BATCH_TABLE = "_slipstream_batch"
@@ -44,13 +46,7 @@ _FIELD_TYPES: dict[str, FieldType] = {
     **{name: "float" for name in ("float8", "float4")},
     **{"bool": "bool", "timestamptz": "timestamp", "jsonb": "json", "json": "json"},
 }
-BUCKETS = frozenset({"minute", "hour", "day"})
-_UTC = sql.SQL("AT TIME ZONE 'UTC'")
 _QUARANTINE_COLUMNS = sql.SQL("id, reason, raw, received_at")
-
-
-def utc(stamp: datetime) -> datetime:
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
 
 
 def field_type_of_column(udt_name: str) -> FieldType | None:
@@ -72,7 +68,7 @@ def indexed_fields(dataset: Dataset) -> list[FieldSpec]:
 
 
 class Statements:
-    """Everything about one dataset in one schema that does not depend on a query."""
+    """Everything about one dataset in one schema: its DDL, its write path and its reads."""
 
     def __init__(self, schema: str, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -81,33 +77,7 @@ class Statements:
         self.quarantine = sql.Identifier(schema, f"{dataset.name}__quarantine")
         self.time = sql.Identifier(dataset.event_time)
         self.key = sql.Identifier(dataset.key)
-        # Leaves synthetic probe events out of lists, stats and counts: a prefix test of the
-        # key, cheap next to the scan, where a marker inside the row would cost a JSON lookup.
-        self.not_probe = sql.SQL("NOT starts_with({}, {})").format(
-            self.key, sql.Literal(PROBE_ID_PREFIX)
-        )
-        self.names = (*dataset.field_names, EXTRA_COLUMN)
-        self._times = tuple(i for i, f in enumerate(dataset.fields) if f.type == "timestamp")
-        self._json = (
-            *(i for i, f in enumerate(dataset.fields) if f.type == "json"),
-            len(dataset.fields),  # extra
-        )
-        self.key_index = dataset.field_names.index(dataset.key)
-        columns = [self._select(f) for f in dataset.fields]
-        columns.append(sql.SQL("{}::text").format(sql.Identifier(EXTRA_COLUMN)))
-        self.select = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(columns), self.table)
-        self.get = sql.SQL("{} WHERE {} = ANY(%s)").format(self.select, self.key)
-
-    @staticmethod
-    def _select(spec: FieldSpec) -> sql.Composable:
-        # Naive UTC and JSON text come back the same whatever the session's TimeZone, and
-        # orjson parses faster than the driver's json.loads.
-        column = sql.Identifier(spec.name)
-        if spec.type == "timestamp":
-            return sql.SQL("{} {}").format(column, _UTC)
-        if spec.type == "json":
-            return sql.SQL("{}::text").format(column)
-        return column
+        self.reads = Reads(POSTGRES, dataset, (schema,))
 
     # --- tables -------------------------------------------------------------------------------
 
@@ -219,129 +189,6 @@ class Statements:
             ).format(self.quarantine, _QUARANTINE_COLUMNS, _QUARANTINE_COLUMNS, staging),
         ]
 
-    # --- reads --------------------------------------------------------------------------------
-
-    def event(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        event = dict(zip(self.names, row, strict=True))
-        for i in self._times:
-            if row[i] is not None:
-                event[self.names[i]] = stored_time(row[i])
-        for i in self._json:
-            if row[i] is not None:
-                event[self.names[i]] = stored_json(row[i])
-        return event
-
-    def _declared(self, name: str) -> FieldSpec:
-        spec = self.dataset.field(name)
-        if spec is None:
-            raise ValueError(f"dataset {self.dataset.name!r} has no field {name!r}")
-        if spec.type == "json":
-            raise ValueError(f"field {name!r} is json and cannot be filtered or grouped on")
-        return spec
-
-    def _where(
-        self, filters: dict[str, Any], since: datetime | None, until: datetime | None
-    ) -> tuple[list[sql.Composable], list[Any]]:
-        """The WHERE terms a list and a stats query share: no probes, time range, filters."""
-        where: list[sql.Composable] = [self.not_probe]
-        params: list[Any] = []
-        for operator, stamp in ((">=", since), ("<", until)):
-            if stamp is not None:
-                where.append(sql.SQL("{} " + operator + " %s").format(self.time))
-                params.append(utc(stamp))
-        for name, value in filters.items():
-            column = sql.Identifier(self._declared(name).name)
-            if value is None:
-                where.append(sql.SQL("{} IS NULL").format(column))
-            else:
-                where.append(sql.SQL("{} = %s").format(column))
-                params.append(utc(value) if isinstance(value, datetime) else value)
-        return where, params
-
-    def list_query(self, query: ListQuery) -> tuple[sql.Composed, list[Any]]:
-        where, params = self._where(query.filters, query.since, query.until)
-        if query.after is not None:
-            # A row comparison the (event time, key) indexes answer as one range.
-            where.append(sql.SQL("({}, {}) < (%s, %s)").format(self.time, self.key))
-            params += [time_param(query.after[0], POSTGRES), query.after[1]]
-        statement = sql.SQL("{} WHERE {}").format(self.select, sql.SQL(" AND ").join(where))
-        params.append(max(query.limit, 0))
-        order = sql.SQL("{} ORDER BY {} DESC, {} DESC LIMIT %s")
-        return order.format(statement, self.time, self.key), params
-
-    def stats_query(
-        self, query: StatsQuery, *, exact: bool = False
-    ) -> tuple[sql.Composed, list[Any], list[str]]:
-        """SQL, parameters and the output names of its columns; `exact` averages floats in
-        numeric, which cannot overflow."""
-        if query.bucket not in BUCKETS:
-            raise ValueError(f"bucket must be one of {sorted(BUCKETS)}")
-        where, params = self._where(query.filters, query.since, query.until)
-        columns: list[sql.Composable] = [
-            sql.SQL("date_trunc({}, {} {})").format(sql.Literal(query.bucket), self.time, _UTC)
-        ]
-        names = ["bucket"]
-        if query.group_by is not None:
-            columns.append(self._select(self._declared(query.group_by)))
-            names.append("group")
-        columns.append(sql.SQL("count(*)"))
-        names.append("count")
-        for spec in self.dataset.fields:
-            if spec.type in ("int", "float"):
-                numeric = "::numeric" if exact and spec.type == "float" else ""
-                column = sql.SQL("{}" + numeric).format(sql.Identifier(spec.name))
-                columns.append(sql.SQL("avg({})::double precision").format(column))
-                names.append(f"avg_{spec.name}")
-        keys = sql.SQL("1, 2" if query.group_by is not None else "1")
-        statement = sql.SQL("SELECT {} FROM {} WHERE {} GROUP BY {} ORDER BY {}").format(
-            sql.SQL(", ").join(columns), self.table, sql.SQL(" AND ").join(where), keys, keys
-        )
-        return statement, params, names
-
-    def stats_row(
-        self, query: StatsQuery, names: list[str], row: tuple[Any, ...]
-    ) -> dict[str, Any]:
-        result = dict(zip(names, row, strict=True))
-        result["bucket"] = stored_time(result["bucket"])
-        if query.group_by is not None:
-            spec = self._declared(query.group_by)
-            if spec.type == "timestamp" and result["group"] is not None:
-                result["group"] = stored_time(result["group"])
-        return result
-
-    def quarantine_query(
-        self, after: tuple[datetime, str] | None, ids: Sequence[str] | None, limit: int
-    ) -> tuple[sql.Composed, list[Any]]:
-        """Quarantined events oldest first, after a keyset position and/or among `ids`."""
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if after is not None:
-            where.append(sql.SQL("(received_at, id) > (%s, %s)"))
-            params += [utc(after[0]), after[1]]
-        if ids is not None:
-            where.append(sql.SQL("id = ANY(%s)"))
-            params.append(list(ids))
-        statement = sql.SQL("SELECT id, reason, raw, received_at {} FROM {}").format(
-            _UTC, self.quarantine
-        )
-        if where:
-            statement = sql.SQL("{} WHERE {}").format(statement, sql.SQL(" AND ").join(where))
-        params.append(max(limit, 0))
-        return sql.SQL("{} ORDER BY received_at, id LIMIT %s").format(statement), params
-
-    def summary(self) -> sql.Composed:
-        return sql.SQL(
-            "SELECT (SELECT count(*) FROM {t} WHERE {p}), (SELECT count(*) FROM {q}), "
-            "(SELECT max({time}) {utc} FROM {t} WHERE {p}), "
-            "(SELECT max(_stored_at) {utc} FROM {t} WHERE {p})"
-        ).format(t=self.table, p=self.not_probe, q=self.quarantine, time=self.time, utc=_UTC)
-
-    def expire(self) -> sql.Composed:
-        return sql.SQL("DELETE FROM {} WHERE {} < %s").format(self.table, self.time)
-
-    def release(self) -> sql.Composed:
-        return sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self.quarantine)
-
 
 def unique_rows(rows: Sequence[tuple[Any, ...]], key: int) -> list[tuple[Any, ...]]:
     """The batch without later duplicates of a key: the first delivery of an event wins."""
@@ -376,10 +223,6 @@ def quarantine_rows(rejected: Sequence[Rejected]) -> list[tuple[str, str, str, d
 
 
 QUARANTINE_TYPES = ["text", "text", "text", "timestamptz"]
-
-
-def quarantined_event(row: tuple[Any, ...]) -> QuarantinedEvent:
-    return QuarantinedEvent(row[0], row[1], row[2], row[3].replace(tzinfo=UTC))
 
 
 # --- errors ---------------------------------------------------------------------------------

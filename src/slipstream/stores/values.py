@@ -11,8 +11,8 @@ row must not break the page, the stats or the summary it is part of. So:
 - JSON orjson cannot parse is read by the standard library, with numbers a double cannot hold and
   NaN/Infinity as null; JSON too deep to write back reads as its text.
 
-A list cursor may carry such a time (`position_text`, `position_time`); each store turns it back
-into its own literal (`db_time_text`).
+A list cursor may carry such a time (`position_text`, `position_time`); `time_param` turns it
+back into the database's own literal (`db_time_text`).
 """
 
 from __future__ import annotations
@@ -81,42 +81,69 @@ def position_time(text: str) -> datetime | str:
 
 
 @dataclass(frozen=True, slots=True)
-class Dialect:
-    """How a database writes a timestamp literal past the datetime range."""
+class TimeLiterals:
+    """How a database that holds times past the datetime range writes them as literals."""
 
     bc_suffix: bool  # "… 10:00:00+00 BC" (PostgreSQL) rather than "… (BC) 10:00:00+00" (DuckDB)
     years: tuple[int, int]  # the astronomical years it holds whole
 
 
-DUCKDB = Dialect(bc_suffix=False, years=(-290307, 294246))
-POSTGRES = Dialect(bc_suffix=True, years=(-4712, 294275))
+DUCKDB = TimeLiterals(bc_suffix=False, years=(-290307, 294246))
+POSTGRES = TimeLiterals(bc_suffix=True, years=(-4712, 294275))
 
 
-def time_param(stamp: datetime | str, dialect: Dialect) -> datetime | str:
-    """A list position's time as a query parameter: a datetime (UTC when naive), or expanded ISO
-    8601 text as the database's own literal, which it casts where the time is compared.
+def time_param(
+    stamp: datetime | str, times: TimeLiterals | None, *, position: bool = False
+) -> datetime | str:
+    """A time as a query parameter; naive times are UTC. `times`: how the database writes times
+    past the datetime range, None when it holds none (BigQuery).
 
-    The latest datetime stands for +infinity too (both read as it): it is compared as infinity,
-    so that rows between the two (past 9999) are not skipped; at worst one shows twice."""
-    if isinstance(stamp, datetime):
-        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-        return "infinity" if stamp == _LATEST else stamp
-    return db_time_text(stamp, dialect)
+    Where it holds them, an aware datetime goes as it is (the database converts it, past 9999
+    too) and the text of a list position past the range as the database's own literal, which it
+    casts where the time is compared. A list position at the latest datetime stands for
+    +infinity too (both read as it): it is compared as infinity, so that rows between the two
+    (past 9999) are not skipped; at worst one shows twice.
+
+    Where it holds none, the time goes in UTC, and one a datetime cannot hold in UTC (9999-12-31
+    23:00-14:00, or a position's text) as the edge of the range: the database holds nothing
+    beyond it, so the query answers the same."""
+    if times is None:
+        return _edge_utc(stamp)
+    if isinstance(stamp, str):
+        return db_time_text(stamp, times)
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return "infinity" if position and stamp == _LATEST else stamp
 
 
-def db_time_text(text: str, dialect: Dialect) -> str:
+def _edge_utc(stamp: datetime | str) -> datetime:
+    if isinstance(stamp, str):
+        return _EARLIEST if stamp.startswith(("-", "0000")) else _LATEST
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError:
+        return _LATEST if stamp.year > 1 else _EARLIEST
+
+
+def utc(stamp: datetime) -> datetime:
+    """A time in UTC, naive ones read as UTC; one a datetime cannot hold in UTC as the edge."""
+    return _edge_utc(stamp)
+
+
+def db_time_text(text: str, times: TimeLiterals) -> str:
     """Expanded ISO 8601 text as the database's timestamp literal; a year it cannot hold (only a
     made-up cursor has one) as ±infinity, which compares with its rows the same way."""
     found = EXPANDED_TIME.fullmatch(text)
     if found is None:
         raise ValueError(f"{text!r} is not an expanded ISO 8601 time")
     year = int(found["year"])
-    if not dialect.years[0] <= year <= dialect.years[1]:
+    if not times.years[0] <= year <= times.years[1]:
         return "infinity" if year > 0 else "-infinity"
     date = f"-{found['month']}-{found['day']}"
     if year >= 1:
         return f"{year:04d}{date} {found['clock']}+00"
-    if dialect.bc_suffix:
+    if times.bc_suffix:
         return f"{1 - year:04d}{date} {found['clock']}+00 BC"
     return f"{1 - year:04d}{date} (BC) {found['clock']}+00"
 
