@@ -13,6 +13,7 @@ from slipstream.api.encoding import json_response
 from slipstream.api.errors import ApiError
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
+from slipstream.brokers import Publisher
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
@@ -38,9 +39,10 @@ its backlog is over the bound."""
 async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, retry: str) -> None:
     """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
     if intake.messages:
+        broker: Publisher = runtime.broker
         try:
             with otel.span("publish", kind="producer", attributes=_span_fields(dataset, intake)):
-                await runtime.broker.publish(dataset.name, intake.messages)
+                await broker.publish(dataset.name, intake.messages)
         except BackendUnavailable as exc:
             raise ApiError(
                 503,
