@@ -334,8 +334,11 @@ def path_from_url(url: str) -> Path:
     parts = urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc or not path:
+        from slipstream.registry import shown_url  # registry imports this module
+
         raise ConfigError(
-            f"{url!r}: expected SCHEME:///relative/path or SCHEME:////absolute/path (three slashes)"
+            f"{shown_url(url)!r}: expected SCHEME:///relative/path or SCHEME:////absolute/path"
+            " (three slashes)"
         )
     return Path(path).expanduser().resolve()
 

@@ -120,3 +120,10 @@ def test_duckdb_passes_its_settings_on_by_any_case_of_their_names(tmp_path: Path
     store = build(f"duckdb:///{tmp_path}/w.duckdb?memory_limit=256MB&TimeZone=UTC&threads=2")
     assert isinstance(store, DuckDBStore)
     assert store._config == {"threads": 2, "memory_limit": "256MB", "TimeZone": "UTC"}
+
+
+@pytest.mark.parametrize(
+    "url", [f"local://bob:{SECRET}@host/queue.db", f"duckdb://bob:{SECRET}@h/w"]
+)
+def test_a_file_url_with_a_host_is_refused_with_its_password_masked(url: str) -> None:
+    assert "three slashes" in refusal(url)
