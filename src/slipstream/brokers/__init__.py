@@ -112,6 +112,8 @@ def derived_key(published_at: float, *identity: str) -> str:
 
 
 class Described(Protocol):
+    """A broker whose caller reads what it can do."""
+
     @property
     def capabilities(self) -> BrokerCapabilities:
         """What this broker can do (capabilities.py)."""

@@ -51,6 +51,8 @@ WornOutBy = Literal["broker", "service", "either"]
 
 @dataclass(frozen=True, slots=True)
 class BrokerCapabilities:
+    """What one broker can do; the defaults are a broker without limits of its own."""
+
     dead_letter_ids: IdShape = ANY_ID
     # Whether `backlog()` is a real count. One that cannot count cheaply (Pub/Sub: only Cloud
     # Monitoring knows, minutes late) says 0; back-pressure then comes from publish failures.
