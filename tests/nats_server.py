@@ -19,10 +19,13 @@ from tests.conftest import free_port, port_open, service_missing
 
 
 class NatsServer:
-    def __init__(self, binary: str, store: Path) -> None:
+    def __init__(self, binary: str, store: Path, config: str = "") -> None:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._command = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)]
+        if config:  # settings that have no command-line flag (max_payload, say)
+            (store / "nats.conf").write_text(config)
+            self._command += ["-c", str(store / "nats.conf")]
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
@@ -51,11 +54,11 @@ class NatsServer:
 
 
 @contextmanager
-def nats_server(store: Path) -> Iterator[NatsServer]:
+def nats_server(store: Path, config: str = "") -> Iterator[NatsServer]:
     binary = shutil.which("nats-server")
     if binary is None:
         service_missing("nats-server", "the nats-server binary is not on PATH")
-    server = NatsServer(binary or "", store)
+    server = NatsServer(binary or "", store, config)
     server.start()
     try:
         yield server

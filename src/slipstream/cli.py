@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from slipstream import __version__
-from slipstream.config import Settings, load_settings
+from slipstream.config import Settings, load_settings, revealed
 from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from slipstream.logs import configure_logging
@@ -42,13 +41,9 @@ Port = Annotated[
 ]
 SHOWN_REJECTIONS = 10  # the rest are counted, and in the quarantine with their reasons
 CHECK_STATES = {"ok": "[green]ok    [/]", "FAILED": "[bold red]FAILED[/]", "--": "[dim]--    [/]"}
-CLIENT_KEY = "SLIPSTREAM_CLIENT_KEY"
-FORMER_CLIENT_KEY = "SLIPSTREAM_API_KEY"  # a letter away from the server's SLIPSTREAM_API_KEYS
 ClientKey = Annotated[
     str | None,
-    typer.Option(
-        "--api-key", envvar=CLIENT_KEY, show_envvar=True, help="Key with the ingest scope"
-    ),
+    typer.Option("--api-key", help="Key with the ingest scope [default: SLIPSTREAM_CLIENT_KEY]"),
 ]
 
 
@@ -70,18 +65,21 @@ def _options(
     pass
 
 
-def client_key(given: str | None) -> str | None:
-    """The key a client command sends. The former variable still works for now, with a warning,
-    so that scripts written against it keep running while they are renamed."""
-    former = os.environ.get(FORMER_CLIENT_KEY)
-    if given is None and former:
+def client_key(given: str | None, settings: Settings) -> str | None:
+    """The key a client command sends: --api-key, else SLIPSTREAM_CLIENT_KEY. The former
+    variable (SLIPSTREAM_API_KEY, a letter away from the server's SLIPSTREAM_API_KEYS) still
+    works for now, with a warning, so that scripts written against it keep running while they
+    are renamed."""
+    key = given or revealed(settings.client_key)
+    former = revealed(settings.api_key)
+    if key is None and former is not None:
         console.print(
-            f"[yellow]warning:[/] {FORMER_CLIENT_KEY} is now {CLIENT_KEY} (the server's keys are "
-            "SLIPSTREAM_API_KEYS); rename it, the old name will stop working",
+            "[yellow]warning:[/] SLIPSTREAM_API_KEY is now SLIPSTREAM_CLIENT_KEY (the server's "
+            "keys are SLIPSTREAM_API_KEYS); rename it, the old name will stop working",
             highlight=False,
         )
         return former
-    return given
+    return key
 
 
 def fail(message: str) -> NoReturn:
@@ -285,7 +283,7 @@ def simulate(
             dataset,
             rate,
             duration,
-            api_key=client_key(api_key),
+            api_key=client_key(api_key, settings_or_exit()),
             batch_size=batch_size,
             simulator=simulator,
         )
@@ -332,7 +330,7 @@ def bench(
     """Measure ingest, freshness and read latency against a real server; print a table."""
     from slipstream.bench import run_bench
 
-    raise typer.Exit(run_bench(quick=quick))
+    raise typer.Exit(run_bench(quick=quick, report=settings_or_exit().bench_report))
 
 
 app.command("probe")(probe_command)

@@ -153,6 +153,27 @@ class Settings(BaseSettings):
         description="Key that signs list cursors (16 characters or more); unset: derived from "
         "the store URL and the API keys, which every replica of a deployment shares.",
     )
+    worker_in_api: bool = Field(
+        True,
+        description="Run the worker in the process of the ASGI app factory "
+        "(uvicorn --factory slipstream.api.asgi:app); false: the API alone.",
+    )
+    client_key: SecretStr | None = Field(
+        None,
+        description="Key the client commands (simulate, probe) send; --api-key overrides it.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Former name of SLIPSTREAM_CLIENT_KEY, still read by simulate with a "
+        "warning; rename it.",
+    )
+    probe_api_key: SecretStr | None = Field(
+        None,
+        description="Key the probe sends, before SLIPSTREAM_CLIENT_KEY; --api-key overrides it.",
+    )
+    bench_report: Path | None = Field(
+        None, description="File that `slipstream bench` also writes its table to, as Markdown."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -265,6 +286,11 @@ class Settings(BaseSettings):
         return parse_topic_arns(self.sns_topic_arns)
 
 
+def revealed(secret: SecretStr | None) -> str | None:
+    """A secret setting's value to use; None when unset or empty."""
+    return secret.get_secret_value() or None if secret is not None else None
+
+
 def parse_api_keys(text: str) -> dict[str, frozenset[str]]:
     """`k1:read,k2:ingest+read` → {"k1": {"read"}, "k2": {"ingest", "read"}}."""
     keys: dict[str, frozenset[str]] = {}
@@ -308,8 +334,11 @@ def path_from_url(url: str) -> Path:
     parts = urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc or not path:
+        from slipstream.registry import shown_url  # registry imports this module
+
         raise ConfigError(
-            f"{url!r}: expected SCHEME:///relative/path or SCHEME:////absolute/path (three slashes)"
+            f"{shown_url(url)!r}: expected SCHEME:///relative/path or SCHEME:////absolute/path"
+            " (three slashes)"
         )
     return Path(path).expanduser().resolve()
 
@@ -326,7 +355,7 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
         value = first.get("input")
-        secret = name.endswith(("API_KEYS", "SECRET"))  # never echo a secret into a log
+        secret = name.endswith(("API_KEYS", "_KEY", "SECRET"))  # never echo a secret into a log
         if name.endswith("_URL") and isinstance(value, str):
             from slipstream.registry import shown_url  # registry imports this module
 

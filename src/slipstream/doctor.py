@@ -16,16 +16,16 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import httpx
 
-from slipstream.brokers import BROKERS, create_broker
+from slipstream.brokers import BROKERS, BrokerLifecycle, create_broker
 from slipstream.config import Settings, load_settings
 from slipstream.datasets import Catalog, DatasetError, load_catalog
 from slipstream.errors import ConfigError
 from slipstream.registry import BackendEntry, embedded_file, load_backend, shown_url
-from slipstream.stores import STORES, create_store
+from slipstream.stores import STORES, StoreLifecycle, create_store
 
 # Longer than the backends' own connect timeouts (NATS and PostgreSQL: 5 s), so a backend that
 # cannot be reached says why itself rather than being cut short here.
@@ -56,11 +56,6 @@ class Server:
     problem: str = ""
 
 
-class _Backend(Protocol):
-    async def ping(self) -> None: ...
-    async def close(self) -> None: ...
-
-
 async def run_checks() -> list[Check]:
     try:
         settings = load_settings()
@@ -84,7 +79,7 @@ async def run_checks() -> list[Check]:
 
 async def _check_broker(settings: Settings, catalog: Catalog, server: Server) -> Check:
     def reach() -> Awaitable[None]:
-        broker = create_broker(settings)
+        broker: BrokerLifecycle = create_broker(settings)
         return _reach(broker, broker.open(catalog.names))
 
     url, variable = settings.broker_url, "SLIPSTREAM_BROKER_URL"
@@ -93,7 +88,7 @@ async def _check_broker(settings: Settings, catalog: Catalog, server: Server) ->
 
 async def _check_store(settings: Settings, catalog: Catalog, server: Server) -> Check:
     def reach() -> Awaitable[None]:
-        store = create_store(settings)
+        store: StoreLifecycle = create_store(settings)
         return _reach(store, store.open(list(catalog)))
 
     url, variable = settings.store_url, "SLIPSTREAM_STORE_URL"
@@ -129,7 +124,7 @@ async def _check_backend(
     return Check(role, "ok", shown)
 
 
-async def _reach(backend: _Backend, opening: Awaitable[None]) -> None:
+async def _reach(backend: BrokerLifecycle | StoreLifecycle, opening: Awaitable[None]) -> None:
     try:
         await asyncio.wait_for(opening, TIMEOUT)
         await asyncio.wait_for(backend.ping(), TIMEOUT)

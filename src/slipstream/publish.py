@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import orjson
 
-from slipstream.brokers import BROKERS, create_broker
+from slipstream.brokers import BROKERS, BrokerLifecycle, Publisher, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import load_catalog
 from slipstream.errors import ConfigError, MessageTooLarge
@@ -18,6 +19,10 @@ from slipstream.registry import embedded_file, shown_url
 
 CHUNK = 1000
 BROKER_VARIABLE = "SLIPSTREAM_BROKER_URL"
+
+
+class Outlet(BrokerLifecycle, Publisher, Protocol):
+    """The broker as publish uses it: opened, published to, closed."""
 
 
 class BadFile(ValueError):
@@ -107,7 +112,7 @@ async def publish_file(settings: Settings, dataset_name: str, data: bytes) -> Pa
         raise ConfigError(f"no dataset named {dataset_name!r}; known: {', '.join(catalog.names)}")
     parsed = parse_file(data, EventCodec(dataset))
     messages = parsed.intake.messages
-    broker = create_broker(settings)
+    broker: Outlet = create_broker(settings)
     await broker.open(catalog.names)
     try:
         for start in range(0, len(messages), CHUNK):

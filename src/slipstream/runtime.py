@@ -1,6 +1,9 @@
 """What a running process holds: settings, datasets, broker, store, metrics and its background tasks.
 
 `slipstream up` runs the API and the worker on one Runtime; `api` and `worker` run one half each.
+The runtime makes the broker and the store (every role), hands the worker its `Consumer` and
+`Writer` and the API its roles, and itself uses their lifecycles, the broker's `Backlog` (as its
+capabilities allow) and the store's `Retention`.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slipstream.api.cache import ReadCache
-from slipstream.brokers import Broker, counts_backlog, create_broker
+from slipstream.brokers import Backlog, Broker, create_broker
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, load_catalog
 from slipstream.errors import BackendUnavailable, reason_of
 from slipstream.events import EventCodec
 from slipstream.metrics import Metrics
 from slipstream.status_history import StatusHistory
-from slipstream.stores import Store, create_store
+from slipstream.stores import Retention, Store, create_store
 from slipstream.worker import Worker
 
 log = logging.getLogger("slipstream")
@@ -97,11 +100,12 @@ class Runtime:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def _refresh_backlog(self) -> None:
-        if not counts_backlog(self.broker):
+        broker: Backlog = self.broker
+        if not broker.capabilities.counts_backlog:
             return  # no figure is better than a made-up zero
         for name in self.catalog.names:
             try:
-                size = await self.broker.backlog(name)
+                size = await broker.backlog(name)
             except BackendUnavailable:
                 continue  # keep the last known size; readiness reports the outage
             self.backlog[name] = size
@@ -129,14 +133,13 @@ class Runtime:
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def _retention_loop(self) -> None:
+        store: Retention = self.store
         while True:
             for dataset in self.catalog:
                 if dataset.retention is None:
                     continue
                 try:
-                    removed = await self.store.expire(
-                        dataset, datetime.now(UTC) - dataset.retention
-                    )
+                    removed = await store.expire(dataset, datetime.now(UTC) - dataset.retention)
                 except BackendUnavailable as exc:
                     log.warning("retention sweep of %s failed: %s", dataset.name, exc)
                     continue

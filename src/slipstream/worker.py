@@ -1,6 +1,7 @@
 """The worker: pull a batch, validate it, write it once, ack only after the commit.
 
-It knows brokers and stores only through their Protocols and acts on error classes alone:
+It knows a broker only as a `Consumer` and a store only as a `Writer` (each of them `Reachable`,
+to wait for it after a failure), and acts on error classes alone:
 - invalid events → quarantine with the reason (in the same commit as the valid ones);
 - TerminalStoreError → split the batch until each culprit stands alone, then dead-letter it; the
   other messages are written and acked whatever happens to it (a culprit whose dead letter cannot
@@ -21,15 +22,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from slipstream import otel
-from slipstream.brokers import Broker, Delivery
+from slipstream.brokers import Consumer, Delivery
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, Dataset
 from slipstream.errors import BackendUnavailable, TerminalStoreError
 from slipstream.events import EventCodec, Rejected
 from slipstream.metrics import Metrics
-from slipstream.stores import Store
+from slipstream.registry import Reachable
+from slipstream.stores import Writer
 
 log = logging.getLogger("slipstream.worker")
 MAX_BACKOFF = 30.0
@@ -43,11 +46,19 @@ class StoreDown(Exception):
     """The store failed a write for a reason that may pass; the batch was nacked."""
 
 
+class Source(Consumer, Reachable, Protocol):
+    """The broker, as the worker uses it."""
+
+
+class Sink(Writer, Reachable, Protocol):
+    """The store, as the worker uses it."""
+
+
 class Worker:
     def __init__(
         self,
-        broker: Broker,
-        store: Store,
+        broker: Source,
+        store: Sink,
         catalog: Catalog,
         settings: Settings,
         metrics: Metrics,

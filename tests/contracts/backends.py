@@ -5,8 +5,9 @@ backend whose service is reachable runs. Each factory gets a unique name and a t
 tests never share a topic, queue or table.
 
 A broker entry also says how another client publishes onto it with that service's own client and
-no attributes at all (`publish_raw`), as producers that skip Slipstream do, and the largest such
-message the service takes.
+no attributes at all (`publish_raw`), as producers that skip Slipstream do. What a broker can do
+(its lease floor and granularity, its fewest deliveries, its message size limit, who buries a
+worn-out message) is not written here: the suites read the broker's own `capabilities`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from slipstream.brokers import Outgoing, create_broker
+from slipstream.brokers import BrokerCapabilities, Outgoing, capabilities_for, create_broker
 from slipstream.config import Settings
 from tests import moto_server, pubsub_emulator
 from tests.conftest import port_open
@@ -37,10 +38,9 @@ class Backend:
     # Removes what a test made under its token, where closing the backend leaves it behind.
     cleanup: Callable[[str], Awaitable[None]] | None = None
     publish_raw: RawPublish | None = None
-    largest_raw: int = 0  # bytes of the largest message publish_raw gets accepted
-    # Whether `pull` buries a worn-out message itself (so `buried` counts it); None: the service
-    # may move it first.
-    buries_worn: bool | None = True
+    # Bytes of the largest message publish_raw gets accepted, where that is not the broker's
+    # own `max_message_bytes` (a service that takes more than the broker sends, an emulator).
+    largest_raw: int | None = None
 
 
 async def drop_nats_streams(prefix: str) -> None:
@@ -61,6 +61,36 @@ def _settings(tmp: Path, **values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def quickest(capabilities: BrokerCapabilities) -> dict[str, object]:
+    """The shortest lease and the fewest deliveries the broker honours as they are, so that the
+    suite runs fast: 1 s and 3, or the service's floors (Pub/Sub: 10 s, 5). Where leases come in
+    whole steps, two of them: a pull waiting 1.2 s long-polls SQS for 2 s, which would meet the
+    end of a 2 s nack delay with a 1 s lease."""
+    lease = max(capabilities.lease_for(1.0), 2 * capabilities.lease_step)
+    return {"lease_seconds": lease, "max_deliveries": max(3, capabilities.min_deliveries)}
+
+
+def broker_at(url: str) -> Callable[[Path, str], Settings]:
+    """The settings of a broker at `url` (`{token}` in it replaced by the test's token)."""
+
+    def settings(tmp: Path, token: str) -> Settings:
+        concrete = url.format(tmp=tmp, token=token)
+        return _settings(tmp, broker_url=concrete, **quickest(capabilities_for(concrete)))
+
+    return settings
+
+
+async def drop_postgres_schema(schema: str) -> None:
+    """Drop a test's schema and all in it (closing the store leaves it behind)."""
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
 async def publish_local(settings: Settings, dataset: str, bodies: Sequence[bytes]) -> None:
     """Another process's broker on the same file, publishing without keys."""
     broker = create_broker(settings)
@@ -77,8 +107,8 @@ async def publish_nats(settings: Settings, dataset: str, bodies: Sequence[bytes]
 
     from slipstream.brokers.nats_resources import Topic, parse_url
 
-    servers, options = parse_url(settings.broker_url)
-    connection = await nats.connect(servers)
+    server, options = parse_url(settings.broker_url)
+    connection = await nats.connect(server.servers)
     try:
         jetstream = connection.jetstream()
         for body in bodies:
@@ -133,67 +163,40 @@ async def publish_pubsub(settings: Settings, dataset: str, bodies: Sequence[byte
 BROKER_BACKENDS = [
     Backend(
         "local",
-        lambda tmp, token: _settings(
-            tmp, broker_url=f"local:///{tmp / 'queue.db'}", lease_seconds=1, max_deliveries=3
-        ),
+        broker_at("local:///{tmp}/queue.db"),
         publish_raw=publish_local,
         largest_raw=4 * 1024 * 1024,  # no limit of its own: a size no other broker takes
     ),
     Backend(
         "nats",
-        lambda tmp, token: _settings(
-            tmp,
-            broker_url=f"nats://127.0.0.1:4222?prefix=t{token}&max_age=3600",
-            lease_seconds=1,
-            max_deliveries=3,
-        ),
+        broker_at("nats://127.0.0.1:4222?prefix=t{token}&max_age=3600"),
         lambda: None if port_open("127.0.0.1", 4222) else "nothing listens on 127.0.0.1:4222",
         lambda token: drop_nats_streams(f"t{token}"),
         publish_raw=publish_nats,
-        largest_raw=1024 * 1024,  # the server's max_payload, by default
     ),
     Backend(
         "pubsub",
-        # Pub/Sub's floors: 10 s ack deadline, 5 delivery attempts (docs/backends/pubsub.md).
-        lambda tmp, token: _settings(
-            tmp,
-            broker_url=f"pubsub://test-project?prefix=t{token}",
-            lease_seconds=10,
-            max_deliveries=5,
-        ),
+        broker_at("pubsub://test-project?prefix=t{token}"),
         pubsub_emulator.unavailable,
         publish_raw=publish_pubsub,
         # Pub/Sub takes 10 MB, but the emulator delivers no message over gRPC's default 4 MiB
         # (test_pubsub_broker.py sizes letters near 10 MB without it).
         largest_raw=4_000_000,
-        buries_worn=None,  # the subscription's dead letter policy moves it at the same count
     ),
     Backend(
-        "sqs",
-        # SNS→SQS. A 2 s lease: SQS counts whole seconds, so a pull waiting 1.2 s long-polls 2 s,
-        # which would meet the end of a 2 s nack delay with a 1 s lease (docs/backends/sqs.md).
-        lambda tmp, token: _settings(
-            tmp, broker_url=f"sqs://us-east-1?prefix=t{token}", lease_seconds=2, max_deliveries=3
-        ),
+        "sqs",  # SNS→SQS
+        broker_at("sqs://us-east-1?prefix=t{token}"),
         moto_server.unavailable,
         lambda token: moto_server.delete_resources(f"t{token}"),
         publish_raw=publish_sqs,
-        largest_raw=256 * 1024,  # SNS's limit
-        buries_worn=False,  # the queue's redrive policy moves it
     ),
     Backend(
         "sqs-direct",
-        lambda tmp, token: _settings(
-            tmp,
-            broker_url=f"sqs://us-east-1?prefix=t{token}&sns=false",
-            lease_seconds=2,
-            max_deliveries=3,
-        ),
+        broker_at("sqs://us-east-1?prefix=t{token}&sns=false"),
         moto_server.unavailable,
         lambda token: moto_server.delete_resources(f"t{token}"),
         publish_raw=publish_sqs,
         largest_raw=1024 * 1024,  # SQS's (and moto's) limit, over the broker's own 256 KiB
-        buries_worn=False,
     ),
 ]
 
@@ -208,14 +211,12 @@ STORE_BACKENDS = [
     ),
     Backend(
         "postgres",
-        # A schema per test, dropped when the store closes (drop_schema_on_close is test-only).
-        lambda tmp, token: _settings(
-            tmp,
-            store_url=f"{POSTGRES_URL}?schema=t_{token}&drop_schema_on_close=true&pool_min=1",
-        ),
+        # A schema per test, dropped after it.
+        lambda tmp, token: _settings(tmp, store_url=f"{POSTGRES_URL}?schema=t_{token}&pool_min=1"),
         lambda: (
             None if port_open(_PG.hostname or "", _PG.port or 5432) else f"{_PG.netloc} is closed"
         ),
+        lambda token: drop_postgres_schema(f"t_{token}"),
     ),
 ]
 

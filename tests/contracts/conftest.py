@@ -78,3 +78,5 @@ async def store(
     await instance.open([dataset])
     yield instance
     await instance.close()
+    if store_backend.cleanup is not None:
+        await store_backend.cleanup(token)

@@ -110,7 +110,7 @@ async def test_write_then_get_round_trips(store: Store, dataset: Dataset) -> Non
 
 @pytest.fixture
 async def typed_store(
-    store_backend: Backend, tmp_path: Path, dataset: Dataset
+    store_backend: Backend, tmp_path: Path, token: str, dataset: Dataset
 ) -> AsyncIterator[tuple[Store, Dataset]]:
     """A store opened with a dataset that has a field of every type."""
     typed = dataset.model_copy(
@@ -124,10 +124,12 @@ async def typed_store(
             )
         }
     )
-    instance = create_store(store_backend.settings(tmp_path, dataset.name))
+    instance = create_store(store_backend.settings(tmp_path, token))
     await instance.open([typed])
     yield instance, typed
     await instance.close()
+    if store_backend.cleanup is not None:
+        await store_backend.cleanup(token)
 
 
 async def test_every_field_type_round_trips(typed_store: tuple[Store, Dataset]) -> None:

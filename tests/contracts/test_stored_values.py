@@ -105,6 +105,8 @@ def client(store_backend: Backend, tmp_path: Path, token: str) -> Iterator[TestC
         if store_backend.name == "postgres":
             postgres_rows(settings)
         yield test_client
+    if store_backend.cleanup is not None:
+        asyncio.run(store_backend.cleanup(token))
 
 
 def ok(client: TestClient, url: str, **kwargs: object) -> bytes:

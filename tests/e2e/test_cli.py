@@ -30,13 +30,24 @@ def test_a_bad_setting_fails_at_start_with_one_line(tmp_path: Path) -> None:
 
 
 def test_a_backend_that_cannot_open_fails_at_start_with_one_line(tmp_path: Path) -> None:
-    env = {"SLIPSTREAM_STORE_URL": "duckdb:///./warehouse.duckdb?threads=lots"}
+    # A DuckDB setting passes the URL's checks (DuckDB knows the name) and fails at open.
+    env = {"SLIPSTREAM_STORE_URL": "duckdb:///./warehouse.duckdb?memory_limit=lots"}
     result = slipstream("up", "--port", "0", cwd=tmp_path, env=env)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "cannot start: cannot open DuckDB database" in output
-    assert "Could not convert string 'lots'" in output
+    assert "Memory must have a number" in output
     assert "Traceback" not in output
+
+
+def test_a_bad_backend_option_fails_at_start_with_one_line(tmp_path: Path) -> None:
+    env = {"SLIPSTREAM_STORE_URL": "duckdb:///./warehouse.duckdb?threads=lots"}
+    result = slipstream("up", "--port", "0", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: SLIPSTREAM_STORE_URL='duckdb:///./warehouse.duckdb?threads=lots': "
+        "option threads='lots' must be a whole number"
+    ]
 
 
 def test_a_bad_datasets_file_fails_at_start(tmp_path: Path) -> None:

@@ -241,7 +241,7 @@ def test_url_names_project_dataset_and_optional_location() -> None:
         ("bigquery://my-project/a/b", "PROJECT/DATASET"),
         ("bigquery://My_Project/events", "not a Google Cloud project id"),
         ("bigquery://my-project/ev-ents", "only letters, digits and _"),
-        ("bigquery://my-project/events?region=EU", "unknown option(s) region"),
+        ("bigquery://my-project/events?region=EU", "unknown option 'region'; the options are"),
     ],
 )
 def test_bad_urls_fail_naming_the_variable(url: str, complaint: str) -> None:

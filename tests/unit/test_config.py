@@ -131,3 +131,35 @@ def test_backend_url_errors_never_show_the_password(url: str) -> None:
         create()
     assert "s3cret-pw" not in str(caught.value)
     assert "app:***@" in str(caught.value)
+
+
+def test_the_asgi_factory_runs_the_worker_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from slipstream.api import asgi
+
+    monkeypatch.chdir(tmp_path)
+    assert asgi.app().state.runtime.worker is not None
+    for off in ("false", "0", "no"):
+        monkeypatch.setenv("SLIPSTREAM_WORKER_IN_API", off)
+        assert asgi.app().state.runtime.worker is None
+    monkeypatch.setenv("SLIPSTREAM_WORKER_IN_API", "maybe")
+    with pytest.raises(ConfigError, match="SLIPSTREAM_WORKER_IN_API='maybe'"):
+        asgi.app()
+
+
+def test_client_keys_come_from_the_settings_like_every_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--api-key, else SLIPSTREAM_CLIENT_KEY (from the environment or the .env file), else the
+    former SLIPSTREAM_API_KEY with a warning."""
+    from slipstream.cli import client_key
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SLIPSTREAM_API_KEY=former-key-1\n")
+    assert client_key("given-key-1", load_settings()) == "given-key-1"
+    assert client_key(None, load_settings()) == "former-key-1"
+    assert "SLIPSTREAM_API_KEY is now SLIPSTREAM_CLIENT_KEY" in capsys.readouterr().err
+    (tmp_path / ".env").write_text("SLIPSTREAM_CLIENT_KEY=client-key-1\nSLIPSTREAM_API_KEY=x\n")
+    assert client_key(None, load_settings()) == "client-key-1"
+    assert "warning" not in capsys.readouterr().err

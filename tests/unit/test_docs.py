@@ -1,4 +1,5 @@
-"""The documentation names every endpoint, command and setting the software has."""
+"""The documentation names every endpoint, command, setting and backend option the software has,
+and the source reads no SLIPSTREAM_* variable that is not a setting."""
 
 from __future__ import annotations
 
@@ -10,14 +11,39 @@ import typer.main
 
 from slipstream.api.app import create_app
 from slipstream.api.route_facts import described_routes
+from slipstream.brokers import BROKERS
 from slipstream.cli import app as cli_app
 from slipstream.config import ENV_PREFIX, Settings
+from slipstream.options import BackendOptions
+from slipstream.registry import load_backend
 from slipstream.runtime import Runtime
+from slipstream.stores import STORES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = "\n".join(
     p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 )
+BACKEND_DOCS = "\n".join(
+    p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs" / "backends").glob("*.md"))]
+)
+SETTING_NAMES = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+# The docs page of each backend with an options table, by URL scheme.
+BACKEND_PAGES = {
+    "nats": "nats.md",
+    "pubsub": "pubsub.md",
+    "sqs": "sqs.md",
+    "postgresql": "postgresql.md",
+    "bigquery": "bigquery.md",
+}
+
+
+def url_options(scheme: str) -> type[BackendOptions]:
+    entries = {**BROKERS, **STORES}
+    options: type[BackendOptions] = load_backend(f"{scheme}://", "URL", entries).url_options
+    return options
+
+
+SCHEMES = sorted({*BROKERS, *STORES} - {"postgres"})  # postgres:// is postgresql://
 
 
 def routes() -> list[str]:
@@ -61,3 +87,37 @@ def test_readme_commands_hold_no_placeholders() -> None:
         for line in block.splitlines():
             command = line.split("#")[0]
             assert "…" not in command, f"README example not runnable as written: {line}"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "option"),
+    [(scheme, name) for scheme in SCHEMES for name in url_options(scheme).option_names()],
+)
+def test_every_backend_option_is_documented(scheme: str, option: str) -> None:
+    """In the backend's page (docs/backends/) or the README: `option` or `?option=…`."""
+    assert re.search(rf"`{option}`|[?&]{option}=", BACKEND_DOCS), (
+        f"{scheme}:// option {option!r} is not in README.md or docs/backends/"
+    )
+
+
+@pytest.mark.parametrize(("scheme", "page"), sorted(BACKEND_PAGES.items()))
+def test_every_documented_backend_option_exists(scheme: str, page: str) -> None:
+    """The rows of a page's `| parameter |` table are options its backend declares."""
+    text = (ROOT / "docs" / "backends" / page).read_text()
+    tables = re.findall(r"^\| parameter \|.*\n((?:\|.*\n)+)", text, re.M)
+    documented = {name for table in tables for name in re.findall(r"^\| `(\w+)`", table, re.M)}
+    documented |= {n for t in tables for n in re.findall(r"^\| `\w+` / `(\w+)`", t, re.M)}
+    assert documented <= set(url_options(scheme).option_names()), page
+
+
+def test_the_source_reads_no_variable_that_is_not_a_setting() -> None:
+    """Every SLIPSTREAM_* name in src/ is a setting of `Settings` (which documents itself above):
+    a variable read anywhere else would be neither validated at start nor documented."""
+    stray = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sorted((ROOT / "src").rglob("*"))
+        if path.suffix in {".py", ".js", ".html"}
+        for name in re.findall(rf"{ENV_PREFIX}[A-Z0-9_]*[A-Z0-9]", path.read_text())
+        if name not in SETTING_NAMES
+    }
+    assert not stray, sorted(stray)

@@ -223,7 +223,7 @@ def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
         f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1&memory_limit=256MB", settings
     )
     assert store.path == str(tmp_path / "w.duckdb")
-    assert store._config == {"threads": "1", "memory_limit": "256MB"}
+    assert store._config == {"threads": 1, "memory_limit": "256MB"}
     default = DuckDBStore.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}", settings)
     assert default._config["threads"] >= 1
 

@@ -27,7 +27,7 @@ from slipstream.brokers import nats as nats_broker
 from slipstream.brokers.nats import NatsBroker
 from slipstream.brokers.nats_resources import Options, Topic, parse_url
 from slipstream.config import Settings
-from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from tests.conftest import free_port, port_open, service_missing
 from tests.nats_server import NatsServer, nats_server
 
@@ -60,10 +60,12 @@ async def pull_until(broker: NatsBroker, count: int, within: float = 15) -> list
 
 
 def test_url_gives_servers_credentials_and_options() -> None:
-    servers, options = parse_url("nats://bob:s%40cret@h1:4222,h2?prefix=stage&replicas=3")
-    assert servers == ["nats://h1:4222", "nats://h2"]
-    assert options == Options("stage", {"user": "bob", "password": "s@cret"}, 3, None)
-    assert parse_url("nats://tok@h1:4222")[1].credentials == {"token": "tok"}
+    server, options = parse_url("nats://bob:s%40cret@h1:4222,h2?prefix=stage&replicas=3")
+    assert server.servers == ["nats://h1:4222", "nats://h2"]
+    assert server.credentials == {"user": "bob", "password": "s@cret"}
+    assert options == Options(prefix="stage", replicas=3, max_age=None)
+    assert parse_url("nats://tok@h1:4222")[0].credentials == {"token": "tok"}
+    assert parse_url("nats://h1")[0].credentials == {}
     assert parse_url("nats://h1?max_age=3600")[1] == Options(max_age=3600.0)
 
 
@@ -72,10 +74,12 @@ def test_url_gives_servers_credentials_and_options() -> None:
     [
         ("nats://", "expected nats://host"),
         ("nats://h1/path", "expected nats://host"),
-        ("nats://h1?prefix=Big", "prefix 'Big'"),
-        ("nats://h1?prefix=a.b", "prefix 'a.b'"),
-        ("nats://h1?replica=3", "unknown parameter 'replica'"),
-        ("nats://h1?replicas=three", "must be numbers"),
+        ("nats://h1?prefix=Big", "option prefix='Big' must be up to 32 of a-z"),
+        ("nats://h1?prefix=a.b", "option prefix='a.b'"),
+        ("nats://h1?replica=3", "unknown option 'replica'; the options are prefix, replicas"),
+        ("nats://h1?replicas=three", "option replicas='three' must be a whole number"),
+        ("nats://h1?replicas=0", "option replicas='0' should be greater than or equal to 1"),
+        ("nats://h1?max_age=nan", "option max_age='nan' must be a finite number"),
     ],
 )
 def test_a_bad_url_names_the_variable(url: str, complaint: str) -> None:
@@ -227,6 +231,23 @@ async def test_a_handle_from_elsewhere_is_refused(broker: NatsBroker) -> None:
 def own_server(tmp_path: Path) -> Iterator[NatsServer]:
     with nats_server(tmp_path) as server:
         yield server
+
+
+async def test_the_message_size_limit_is_the_servers_and_publish_keeps_to_it(
+    tmp_path: Path,
+) -> None:
+    """The capabilities say the server's max_payload once connected, and publish checks it."""
+    with nats_server(tmp_path, "max_payload: 65536\n") as server:
+        broker = create_broker(settings(server.url))
+        assert broker.capabilities.max_message_bytes is None  # not known before connecting
+        await broker.open([DATASET])
+        try:
+            assert broker.capabilities.max_message_bytes == 65536
+            with pytest.raises(MessageTooLarge, match="accepts 65536 at most"):
+                await broker.publish(DATASET, [Outgoing("big", b"x" * 70_000)])
+            await broker.publish(DATASET, [Outgoing("fits", b"x" * 60_000)])
+        finally:
+            await broker.close()
 
 
 async def test_a_server_restart_loses_nothing_acked_and_the_broker_reconnects(

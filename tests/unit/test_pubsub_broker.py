@@ -29,9 +29,10 @@ from slipstream.brokers.pubsub_messages import (
     replayable,
     request_size,
 )
-from slipstream.brokers.pubsub_resources import Target, limits, names_for, parse_url
+from slipstream.brokers.pubsub_resources import CAPABILITIES, Target, limits, names_for, parse_url
 from slipstream.config import Settings
 from slipstream.errors import ConfigError, MessageTooLarge
+from tests.contracts.backends import quickest
 from tests.pubsub_emulator import PROJECT
 from tests.pubsub_emulator import pubsub_emulator as pubsub_emulator  # session fixture
 
@@ -39,7 +40,7 @@ DATASET = "flights"
 
 
 def settings(prefix: str, **values: Any) -> Settings:
-    values = {"lease_seconds": 10, "max_deliveries": 5, **values}
+    values = {**quickest(CAPABILITIES), **values}  # Pub/Sub's floors: 10 s, 5 deliveries
     url = f"pubsub://{PROJECT}?prefix={prefix}"
     return Settings(_env_file=None, broker_url=url, **values)  # type: ignore[call-arg]
 
@@ -66,9 +67,9 @@ def test_url_names_the_project_and_an_optional_prefix() -> None:
     [
         ("pubsub://", "expected pubsub://PROJECT"),
         ("pubsub://p/extra", "expected pubsub://PROJECT"),
-        ("pubsub://p?prefix=1abc", "prefix must start with a letter"),
+        ("pubsub://p?prefix=1abc", "option prefix='1abc' must start with a letter"),
         ("pubsub://p?prefix=googx", "not start with goog"),
-        ("pubsub://p?prefx=a", "unknown parameter prefx"),
+        ("pubsub://p?prefx=a", "unknown option 'prefx'; the options are prefix"),
     ],
 )
 def test_bad_urls_fail_with_one_clear_line(url: str, complaint: str) -> None:

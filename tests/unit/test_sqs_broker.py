@@ -31,17 +31,18 @@ from slipstream.brokers.sqs_messages import (
     letter_of,
     letter_order,
 )
-from slipstream.brokers.sqs_resources import Target, names_for, parse_url
+from slipstream.brokers.sqs_resources import CAPABILITIES, Target, names_for, parse_url
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from tests.conftest import free_port
+from tests.contracts.backends import quickest
 from tests.moto_server import moto_server as moto_server  # session fixture
 
 DATASET = "flights"
 
 
 def settings(prefix: str, sns: bool = True, **values: Any) -> Settings:
-    values = {"lease_seconds": 2, "max_deliveries": 3, **values}
+    values = {**quickest(CAPABILITIES), **values}  # 2 s: two whole seconds
     url = f"sqs://us-east-1?prefix={prefix}&sns={'true' if sns else 'false'}"
     return Settings(_env_file=None, broker_url=url, **values)  # type: ignore[call-arg]
 
@@ -86,9 +87,9 @@ def test_url_names_the_region_a_prefix_and_the_mode() -> None:
         ("sqs://", "expected sqs://REGION"),
         ("sqs://us-east-1/queue", "expected sqs://REGION"),
         ("sqs://US_EAST", "not an AWS region"),
-        ("sqs://us-east-1?prefix=a.b", "prefix must be"),
-        ("sqs://us-east-1?sns=maybe", "sns must be true or false"),
-        ("sqs://us-east-1?prefx=a", "unknown parameter prefx"),
+        ("sqs://us-east-1?prefix=a.b", "option prefix='a.b' must be letters, digits"),
+        ("sqs://us-east-1?sns=maybe", "option sns='maybe' must be true or false"),
+        ("sqs://us-east-1?prefx=a", "unknown option 'prefx'; the options are prefix, sns"),
     ],
 )
 def test_bad_urls_fail_with_one_clear_line(url: str, complaint: str) -> None:

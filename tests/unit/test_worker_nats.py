@@ -34,7 +34,7 @@ from slipstream.runtime import Runtime
 from slipstream.stores import Store, WriteResult, create_store
 from slipstream.worker import Worker
 from tests.conftest import port_open, service_missing
-from tests.contracts.backends import POSTGRES_URL, drop_nats_streams
+from tests.contracts.backends import POSTGRES_URL, drop_nats_streams, drop_postgres_schema
 from tests.helpers import eventually, flight_event, wait_until
 from tests.nats_server import NatsServer, nats_server
 
@@ -53,13 +53,14 @@ def names() -> Iterator[str]:
     name = f"w{uuid.uuid4().hex[:12]}"
     yield name
     asyncio.run(drop_nats_streams(name))
+    asyncio.run(drop_postgres_schema(f"t_{name}"))
 
 
 def settings_for(name: str, **values: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         broker_url=f"{NATS}?prefix={name}",
-        store_url=f"{POSTGRES_URL}?schema=t_{name}&drop_schema_on_close=true&pool_min=1",
+        store_url=f"{POSTGRES_URL}?schema=t_{name}&pool_min=1",
         **{
             "lease_seconds": 2,
             "max_deliveries": 3,

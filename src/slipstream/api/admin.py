@@ -26,10 +26,10 @@ from slipstream.api.response_models import (
     QuarantineReplayed,
 )
 from slipstream.api.routing import GuardedRoute
-from slipstream.brokers import Outgoing, dead_letter_ids
+from slipstream.brokers import DeadLetterAdmin, Outgoing, Publisher
 from slipstream.errors import BackendUnavailable
 from slipstream.events import InvalidEvent
-from slipstream.stores import QuarantineQuery
+from slipstream.stores import Quarantine, QuarantineQuery
 
 router = APIRouter(tags=["quarantine and dead letters"], route_class=GuardedRoute)
 REPLAY_LIMIT = 10_000
@@ -78,10 +78,9 @@ async def quarantine(
     if cursor:
         stamp, last_id = cursors.decode(cursor, query_id, (datetime, str))
         after = (stamp, last_id)
+    store: Quarantine = runtime_of(request).store
     try:
-        rows = await runtime_of(request).store.quarantined(
-            dataset, QuarantineQuery(limit=limit, after=after)
-        )
+        rows = await store.quarantined(dataset, QuarantineQuery(limit=limit, after=after))
     except BackendUnavailable as exc:
         raise unavailable("store", exc) from None
     items = [
@@ -109,10 +108,12 @@ async def replay_quarantine(
     body: Annotated[ReplayRequest | None, Body()] = None,
 ) -> Response:
     runtime = runtime_of(request)
+    store: Quarantine = runtime.store
+    broker: Publisher = runtime.broker
     codec = runtime.codecs[dataset.name]
     ids = body.ids if body else None
     try:
-        rows = await runtime.store.quarantined_by_id(dataset, ids, REPLAY_LIMIT)
+        rows = await store.quarantined_by_id(dataset, ids, REPLAY_LIMIT)
     except BackendUnavailable as exc:
         raise unavailable("store", exc) from None
     messages: list[Outgoing] = []
@@ -135,8 +136,8 @@ async def replay_quarantine(
         try:
             # Publish first: a crash between the two steps duplicates nothing (the store is
             # idempotent by id) and loses nothing (the quarantine row is still there).
-            await runtime.broker.publish(dataset.name, messages)
-            released = await runtime.store.release_quarantined(dataset, replayed)
+            await broker.publish(dataset.name, messages)
+            released = await store.release_quarantined(dataset, replayed)
         except BackendUnavailable as exc:
             raise ApiError(
                 503, f"replay failed, nothing was lost ({exc}); retry", headers={"Retry-After": "2"}
@@ -165,12 +166,14 @@ async def deadletter(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
-    broker, cursors = runtime_of(request).broker, cursors_of(request)
-    query_id = f"deadletter:{dataset.name}"
+    broker: DeadLetterAdmin = runtime_of(request).broker
+    cursors, query_id = cursors_of(request), f"deadletter:{dataset.name}"
     after = None
     if cursor:
         (after,) = cursors.decode(cursor, query_id, (str,))
-        if not dead_letter_ids(broker).admits(after):  # signed by a deployment on another broker
+        if not broker.capabilities.dead_letter_ids.admits(
+            after
+        ):  # signed by a deployment on another broker
             raise ApiError(400, "the cursor is not one of this broker's; start again without it")
     try:
         letters = await broker.dead_letters(dataset.name, limit, after)
@@ -210,10 +213,10 @@ async def replay_deadletter(
     dataset: AdminDataset,
     body: Annotated[DeadLetterReplayRequest | None, Body()] = None,
 ) -> Response:
-    broker = runtime_of(request).broker
+    broker: DeadLetterAdmin = runtime_of(request).broker
     # Once each: a broker given an id twice would publish that dead letter twice.
     ids = list(dict.fromkeys(body.ids)) if body and body.ids is not None else None
-    shape = dead_letter_ids(broker)
+    shape = broker.capabilities.dead_letter_ids
     malformed = [i for i in ids or () if not shape.admits(i)]
     if malformed:
         raise ApiError(

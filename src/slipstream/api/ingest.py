@@ -15,6 +15,7 @@ from slipstream.api.errors import RETRY_AFTER, ApiError
 from slipstream.api.response_models import Accepted
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
+from slipstream.brokers import Publisher
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
@@ -39,9 +40,10 @@ its backlog is over the bound."""
 async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, retry: str) -> None:
     """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
     if intake.messages:
+        broker: Publisher = runtime.broker
         try:
             with otel.span("publish", kind="producer", attributes=_span_fields(dataset, intake)):
-                await runtime.broker.publish(dataset.name, intake.messages)
+                await broker.publish(dataset.name, intake.messages)
         except BackendUnavailable as exc:
             raise ApiError(
                 503,

@@ -30,7 +30,7 @@ from slipstream.api.dataset_schemas import STORABLE_JSON, STORABLE_JSON_NAME
 from slipstream.api.openapi_datasets import per_dataset
 from slipstream.api.push_access import describe_push_access
 from slipstream.api.route_facts import DescribedRoute, described_routes
-from slipstream.brokers import ANY_ID, IdShape, dead_letter_ids
+from slipstream.brokers import ANY_ID, IdShape
 from slipstream.runtime import Runtime
 
 SECURITY_SCHEMES = {
@@ -75,7 +75,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         schemas.pop(name, None)
     schemas["Error"] = copy.deepcopy(ERROR_SCHEMA)
     schemas[STORABLE_JSON_NAME] = copy.deepcopy(STORABLE_JSON)
-    schemas["DeadLetterId"] = dead_letter_id(dead_letter_ids(runtime.broker))
+    schemas["DeadLetterId"] = dead_letter_id(runtime.broker.capabilities.dead_letter_ids)
     components["headers"] = copy.deepcopy(HEADERS)
     if keys:
         components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)

@@ -23,7 +23,7 @@ from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX
 from slipstream.runtime import Runtime
-from slipstream.stores import ListQuery, StatsQuery
+from slipstream.stores import ListQuery, Reader, StatsQuery, Summaries
 from slipstream.stores.values import position_text, position_time
 
 router = APIRouter(tags=["query"], route_class=GuardedRoute)
@@ -76,8 +76,9 @@ async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> by
     checked_text("event id", event_id)
     body = runtime.read_cache.get(dataset.name, event_id)
     if body is None:
+        store: Reader = runtime.store
         try:
-            row = await runtime.store.get(dataset, event_id)
+            row = await store.get(dataset, event_id)
         except BackendUnavailable as exc:
             raise unavailable("store", exc) from None
         if row is None:
@@ -142,8 +143,9 @@ async def list_events(
         after=after,
         exclude_key_prefix=HIDDEN,
     )
+    store: Reader = runtime_of(request).store
     try:
-        items = await runtime_of(request).store.list(dataset, query)
+        items = await store.list(dataset, query)
     except BackendUnavailable as exc:
         raise unavailable("store", exc) from None
     next_cursor = None
@@ -192,8 +194,9 @@ async def stats(
         until=parse_time("until", until),
         exclude_key_prefix=HIDDEN,
     )
+    store: Reader = runtime_of(request).store
     try:
-        items = await runtime_of(request).store.stats(dataset, query)
+        items = await store.stats(dataset, query)
     except BackendUnavailable as exc:
         raise unavailable("store", exc) from None
     body = dumps({"bucket": bucket, "group_by": group_by, "items": items})
@@ -208,11 +211,12 @@ async def stats(
 )
 async def datasets(request: Request) -> Response:
     runtime = runtime_of(request)
+    store: Summaries = runtime.store
     now = datetime.now(UTC)
     out = []
     for dataset in runtime.catalog:
         try:
-            summary = await runtime.store.summary(dataset, exclude_key_prefix=HIDDEN)
+            summary = await store.summary(dataset, exclude_key_prefix=HIDDEN)
         except BackendUnavailable as exc:
             raise unavailable("store", exc) from None
         out.append(

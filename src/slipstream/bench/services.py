@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -117,16 +117,14 @@ def drop_schema(env: Mapping[str, str]) -> None:
     import psycopg
     from psycopg import sql
 
-    parts = urlsplit(env["SLIPSTREAM_STORE_URL"])
-    query = dict(parse_qsl(parts.query))
-    schema = query.get("schema")
-    if not schema or schema == "public":
+    from slipstream.stores.postgres_options import parse_url
+
+    conninfo, options = parse_url(env["SLIPSTREAM_STORE_URL"])
+    if options.schema_ == "public":
         return
-    libpq = {k: v for k, v in query.items() if k not in ("schema", "pool_min", "pool_max",
-                                                         "pool_timeout", "drop_schema_on_close")}  # fmt: skip
-    conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(libpq)))
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+        conn.execute(drop.format(sql.Identifier(options.schema_)))
 
 
 def delete_streams(env: Mapping[str, str]) -> None:

@@ -43,7 +43,6 @@ from slipstream.bench.stats import (
 
 R = TypeVar("R", IngestResult, ReadResult)
 FRESHNESS = "slipstream_freshness_seconds"
-REPORT_ENV = "SLIPSTREAM_BENCH_REPORT"
 WIDE = 180
 METRICS_TIMEOUT = 10.0  # for a batch's freshness observations, made just after its commit
 LEGEND = [
@@ -286,9 +285,9 @@ def parameters(params: Params, quick: bool) -> list[tuple[str, str]]:
     ]
 
 
-def run_bench(quick: bool = False) -> int:
-    """Run every pair's scenarios and print the table (also written as Markdown to the file
-    $SLIPSTREAM_BENCH_REPORT names). 0 when every scenario completed, 1 when one failed."""
+def run_bench(quick: bool = False, report: Path | None = None) -> int:
+    """Run every pair's scenarios and print the table (also written as Markdown to `report`,
+    SLIPSTREAM_BENCH_REPORT). 0 when every scenario completed, 1 when one failed."""
     console = Console(stderr=True)
     if importlib.util.find_spec("aiohttp") is None:
         console.print("[bold red]error:[/] the bench needs aiohttp: pip install aiohttp")
@@ -301,7 +300,7 @@ def run_bench(quick: bool = False) -> int:
 
     with tempfile.TemporaryDirectory(prefix="slipstream-bench-") as scratch:
         results = [run_pair(pair, params, Path(scratch), say) for pair in PAIRS]
-    report = Report(
+    table = Report(
         f"slipstream bench ({'quick' if quick else 'full'}, {time.monotonic() - started:.0f} s)",
         [row for result in results for row in pair_rows(result, params)],
         machine(),
@@ -312,8 +311,8 @@ def run_bench(quick: bool = False) -> int:
     out = Console()
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out = Console(width=WIDE)  # a log or a pipe: no reason to squeeze the table into 80
-    out.print(rich_table(report))
-    if target := os.environ.get(REPORT_ENV):
-        Path(target).write_text(markdown(report))
-        console.print(f"wrote {target}", highlight=False)
-    return 1 if report.failures else 0
+    out.print(rich_table(table))
+    if report is not None:
+        report.write_text(markdown(table))
+        console.print(f"wrote {report}", highlight=False)
+    return 1 if table.failures else 0

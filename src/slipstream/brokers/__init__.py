@@ -1,7 +1,10 @@
 """The broker contract: topics per dataset, leased deliveries, ack after commit, dead letters.
 
-A broker is one module behind `Broker`, picked by URL scheme from `BROKERS`. The worker and the
-API see only this Protocol.
+A broker is one module (or a few) picked by URL scheme from `BROKERS`. Its callers see it
+through small roles, each naming what one caller needs: `BrokerLifecycle` (the runtime, publish,
+check), `Publisher` (ingest, push, replay), `Consumer` (the worker), `DeadLetterAdmin` (the
+dead letter routes), `Backlog` (the runtime's back-pressure). `Broker` is all of them, what the
+registry makes. What a backend can do is declared in its `capabilities` (capabilities.py).
 
 Every message has a non-empty key, stable across its redeliveries: the event id it was published
 with, a fresh one when it was published with none (`Outgoing`), and for a message that reached the
@@ -12,17 +15,36 @@ its own identity of the message (`derived_key`, or the service's message id).
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from slipstream.brokers.capabilities import (
+    ANY_ID,
+    ROW_ID,
+    SEQUENCE_ID,
+    TIMED_ID,
+    BrokerCapabilities,
+    BrokerSettings,
+    IdShape,
+)
 from slipstream.events import new_event_id
-from slipstream.registry import BackendEntry, load_backend
+from slipstream.registry import BackendEntry, Reachable, load_backend
 
 if TYPE_CHECKING:
     from slipstream.config import Settings
+
+__all__ = [
+    "ANY_ID",
+    "ROW_ID",
+    "SEQUENCE_ID",
+    "TIMED_ID",
+    "BrokerCapabilities",
+    "BrokerSettings",
+    "IdShape",
+]
+VARIABLE = "SLIPSTREAM_BROKER_URL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,59 +111,30 @@ def derived_key(published_at: float, *identity: str) -> str:
     return str(uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
 
 
-def counts_backlog(broker: Broker) -> bool:
-    """Whether `backlog()` is a real count. A broker that cannot count cheaply (Pub/Sub: only
-    Cloud Monitoring knows, minutes late) declares `counts_backlog = False`; back-pressure then
-    comes from publish failures alone."""
-    return bool(getattr(broker, "counts_backlog", True))
+class Described(Protocol):
+    """A broker whose caller reads what it can do."""
+
+    @property
+    def capabilities(self) -> BrokerCapabilities:
+        """What this broker can do (capabilities.py)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IdShape:
-    """What a broker's dead letter ids look like (a capability, like `counts_backlog`), so the
-    API refuses any other id with a 400 before the broker parses it."""
-
-    pattern: str  # a regular expression the whole id matches (ASCII)
-    description: str  # for the message that refuses an id
-    largest: int | None = None  # for integer ids: the largest one the broker can hold
-
-    def admits(self, text: str) -> bool:
-        if re.fullmatch(self.pattern, text, re.ASCII) is None:
-            return False
-        return self.largest is None or int(text) <= self.largest
-
-
-ANY_ID = IdShape(r"(?s).+", "any text")
-# The local broker's dead letters are rows of a SQLite table, named by their (64-bit) row id.
-ROW_ID = IdShape(r"[1-9][0-9]{0,18}", "a positive integer (the dead letter's number)", 2**63 - 1)
-# NATS names them by their sequence in the dead letter stream (64 bits, unsigned).
-SEQUENCE_ID = IdShape(
-    r"[1-9][0-9]{0,19}", "a positive integer (the dead letter's stream sequence)", 2**64 - 1
-)
-# Pub/Sub and SQS: `<µs since the epoch, 17 digits>-<message id>` (their letter_id).
-TIMED_ID = IdShape(
-    r"[0-9]{1,20}-[!-~]{1,256}", "<microseconds>-<message id>, as the dead letter list shows it"
-)
-
-
-def dead_letter_ids(broker: Broker) -> IdShape:
-    """The shape of `broker`'s dead letter ids (ANY_ID for a broker that declares none)."""
-    shape: IdShape = getattr(broker, "dead_letter_ids", ANY_ID)
-    return shape
-
-
-class Broker(Protocol):
+class BrokerLifecycle(Reachable, Protocol):
     async def open(self, datasets: Sequence[str]) -> None:
         """Connect, and create each dataset's topic/queue when it is missing."""
 
     async def close(self) -> None: ...
 
-    async def ping(self) -> None:
-        """Return when reachable; raise BackendUnavailable otherwise."""
 
+class Publisher(Protocol):
     async def publish(self, dataset: str, messages: Sequence[Outgoing]) -> None:
-        """Return only once every message is durable; raise BackendUnavailable otherwise."""
+        """Return only once every message is durable; raise BackendUnavailable otherwise.
 
+        A message over `capabilities.max_message_bytes` raises MessageTooLarge, before any of
+        the batch is sent."""
+
+
+class Consumer(Protocol):
     async def pull(self, dataset: str, max_messages: int, wait: float) -> list[Delivery]:
         """Lease up to `max_messages`, waiting at most `wait` seconds for the first one.
 
@@ -154,24 +147,33 @@ class Broker(Protocol):
     async def nack(self, dataset: str, deliveries: Sequence[Delivery], delay: float) -> None:
         """Give the messages back, visible again after `delay` seconds."""
 
-    def buried(self, dataset: str) -> int:
-        """Messages `pull` moved to the dead letters for `max_deliveries` since this instance was
-        made (0 where the service moves them itself, out of the broker's sight)."""
-
     async def dead_letter(self, dataset: str, deliveries: Sequence[Delivery], reason: str) -> None:
         """Move messages that can never be processed out of the way, keeping the reason.
 
         Never refused for its size: a letter too big for the broker keeps the head of the data
         and a `Truncation`. A long reason may be shortened (to `letters.MAX_REASON`)."""
 
-    async def backlog(self, dataset: str) -> int:
-        """Messages published and not yet acked (leased ones included)."""
+    def buried(self, dataset: str) -> int:
+        """Messages `pull` moved to the dead letters for `max_deliveries` since this instance was
+        made (only part of them, or none, where `capabilities.worn_out_by` is not "broker")."""
 
+
+class DeadLetterAdmin(Described, Protocol):
     async def dead_letters(self, dataset: str, limit: int, after: str | None) -> list[DeadLetter]:
         """Dead letters oldest first, starting after the id `after`."""
 
     async def replay_dead_letters(self, dataset: str, ids: Sequence[str] | None) -> int:
         """Publish dead letters again (all when `ids` is None); return how many."""
+
+
+class Backlog(Described, Protocol):
+    async def backlog(self, dataset: str) -> int:
+        """Messages published and not yet acked (leased ones included); always 0 where
+        `capabilities.counts_backlog` is false."""
+
+
+class Broker(BrokerLifecycle, Publisher, Consumer, DeadLetterAdmin, Backlog, Protocol):
+    """Every role: what the registry makes, and what a process hands to each caller."""
 
 
 BROKERS: dict[str, BackendEntry] = {
@@ -185,6 +187,13 @@ BROKERS: dict[str, BackendEntry] = {
 
 
 def create_broker(settings: Settings) -> Broker:
-    cls = load_backend(settings.broker_url, "SLIPSTREAM_BROKER_URL", BROKERS)
-    broker: Broker = cls.from_url(settings.broker_url, settings)
+    cls = load_backend(settings.broker_url, VARIABLE, BROKERS)
+    broker: Broker = cls.from_url(settings.broker_url, BrokerSettings.of(settings))
     return broker
+
+
+def capabilities_for(url: str) -> BrokerCapabilities:
+    """What the broker of `url` declares, before one is made (NATS learns its message size
+    limit from the server, once connected: read that one from the instance)."""
+    capabilities: BrokerCapabilities = load_backend(url, VARIABLE, BROKERS).capabilities
+    return capabilities

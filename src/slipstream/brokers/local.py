@@ -18,18 +18,26 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from slipstream.brokers import ROW_ID, DeadLetter, Delivery, IdShape, Outgoing
+from slipstream.brokers import (
+    ROW_ID,
+    VARIABLE,
+    BrokerCapabilities,
+    BrokerSettings,
+    DeadLetter,
+    Delivery,
+    Outgoing,
+)
 from slipstream.brokers.letters import short_reason
 from slipstream.config import path_from_url
 from slipstream.disk import DiskWatch
-from slipstream.errors import BackendUnavailable
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
+from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.options import BackendOptions
 
 T = TypeVar("T")
+# No limit of its own on a message's size, lease or deliveries; it buries worn-out messages.
+CAPABILITIES = BrokerCapabilities(dead_letter_ids=ROW_ID)
 
 BACKLOG_CACHE_SECONDS = 0.5
 POLL_FIRST, POLL_MAX = 0.01, 0.1
@@ -97,10 +105,15 @@ REPLAY = (
 )
 
 
-class LocalBroker:
-    dead_letter_ids: ClassVar[IdShape] = ROW_ID  # a capability (brokers/__init__.py)
+class LocalOptions(BackendOptions):
+    """`local:///path` takes no options."""
 
-    def __init__(self, path: Path, settings: Settings, busy_timeout: float = 5.0) -> None:
+
+class LocalBroker:
+    capabilities = CAPABILITIES
+    url_options: ClassVar[type[BackendOptions]] = LocalOptions
+
+    def __init__(self, path: Path, settings: BrokerSettings, busy_timeout: float = 5.0) -> None:
         self.path = path
         self._lease_seconds = settings.lease_seconds
         self._max_deliveries = settings.max_deliveries
@@ -114,8 +127,12 @@ class LocalBroker:
         self._buried: Counter[str] = Counter()
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> LocalBroker:
-        path = path_from_url(url)
+    def from_url(cls, url: str, settings: BrokerSettings) -> LocalBroker:
+        LocalOptions.from_url(url, VARIABLE)
+        try:
+            path = path_from_url(url)
+        except ConfigError as exc:
+            raise ConfigError(f"{VARIABLE}={exc}") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(path, settings)
 

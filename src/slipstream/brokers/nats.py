@@ -17,6 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import nats
@@ -26,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-from slipstream.brokers import SEQUENCE_ID, DeadLetter, Delivery, IdShape, Outgoing
+from slipstream.brokers import BrokerSettings, DeadLetter, Delivery, Outgoing
 from slipstream.brokers.nats_messages import (
     MSG_ID,
     WORN,
@@ -37,13 +38,19 @@ from slipstream.brokers.nats_messages import (
     replay_item,
     wire_size,
 )
-from slipstream.brokers.nats_resources import Options, Topic, ensure, parse_url
+from slipstream.brokers.nats_resources import (
+    CAPABILITIES,
+    Options,
+    Server,
+    Topic,
+    ensure,
+    parse_url,
+)
 from slipstream.errors import BackendUnavailable, MessageTooLarge
+from slipstream.options import BackendOptions
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
-
-    from slipstream.config import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("slipstream.brokers.nats")
@@ -57,11 +64,13 @@ DRIVER_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
 
 class NatsBroker:
-    dead_letter_ids: ClassVar[IdShape] = SEQUENCE_ID  # a capability (brokers/__init__.py)
+    capabilities = CAPABILITIES  # with the server's max_payload once connected
+    url_options: ClassVar[type[BackendOptions]] = Options
 
-    def __init__(self, servers: list[str], options: Options, settings: Settings) -> None:
-        self.servers, self.options, self._settings = servers, options, settings
-        self.where = ",".join(servers)
+    def __init__(self, server: Server, options: Options, settings: BrokerSettings) -> None:
+        self.servers, self.options, self._settings = server.servers, options, settings
+        self._credentials = server.credentials
+        self.where = ",".join(self.servers)
         self._nc: Client | None = None
         self._closed = False
         self._last_error: BaseException | None = None
@@ -72,7 +81,7 @@ class NatsBroker:
         self._watchers: set[asyncio.Future[None]] = set()
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> NatsBroker:
+    def from_url(cls, url: str, settings: BrokerSettings) -> NatsBroker:
         return cls(*parse_url(url), settings)
 
     def _fail(self, doing: str, exc: BaseException) -> BackendUnavailable:
@@ -123,6 +132,17 @@ class NatsBroker:
             if missing_ok and isinstance(exc, NotFoundError):
                 raise
             raise self._fail(doing, exc) from exc
+
+    def _max_payload(self) -> int:
+        """The server's limit on a message, headers included, as the capabilities say it
+        (learnt at connect and at each reconnect: a cluster's servers may differ)."""
+        self._connection()  # not open, or disconnected: BackendUnavailable
+        limit = self.capabilities.max_message_bytes
+        assert limit is not None, "set when connected"
+        return limit
+
+    def _learn_limits(self, nc: Client) -> None:
+        self.capabilities = replace(CAPABILITIES, max_message_bytes=nc.max_payload)
 
     def _topic(self, dataset: str) -> Topic:
         try:
@@ -182,7 +202,10 @@ class NatsBroker:
         async def on_disconnected() -> None:
             self._lost()
 
-        nc, auth = Client(), self.options.credentials
+        async def on_reconnected() -> None:
+            self._learn_limits(nc)
+
+        nc, auth = Client(), self._credentials
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await nc.connect(
@@ -195,6 +218,7 @@ class NatsBroker:
                     max_outstanding_pings=3,
                     error_cb=on_error,
                     disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
                     user=auth.get("user"),
                     password=auth.get("password"),
                     token=auth.get("token"),
@@ -204,6 +228,7 @@ class NatsBroker:
                 await nc.close()
             raise self._fail("cannot connect", self._last_error or exc) from exc
         self._nc = nc
+        self._learn_limits(nc)
 
     async def close(self) -> None:
         nc, self._nc, self._closed = self._nc, None, True
@@ -221,7 +246,7 @@ class NatsBroker:
     async def _send(self, batch: Sequence[Item]) -> None:
         """Publish, and return once every PubAck is in (a duplicate's too). A message over the
         server's limit fails the batch before any is sent: the server would cut the connection."""
-        limit = self._connection().max_payload
+        limit = self._max_payload()
         for _, data, headers in batch:
             if (size := wire_size(data, headers)) > limit:
                 key = (headers or {}).get(MSG_ID, "")
@@ -308,7 +333,7 @@ class NatsBroker:
     ) -> None:
         """Copy to the dead-letter stream, then +TERM. A failure in between means a second copy
         (dropped as a duplicate within DUPLICATE_WINDOW), never a lost message."""
-        limit = self._connection().max_payload
+        limit = self._max_payload()
         batch = [
             letter(topic, d, count, reason, limit)
             for d, count, reason in zip(deliveries, counts, reasons, strict=True)

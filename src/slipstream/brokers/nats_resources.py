@@ -3,32 +3,50 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from nats.js import api
 from nats.js.errors import APIError, NotFoundError
+from pydantic import Field, field_validator
 
+from slipstream.brokers import SEQUENCE_ID, VARIABLE, BrokerCapabilities, BrokerSettings
 from slipstream.errors import ConfigError
+from slipstream.options import BackendOptions
 from slipstream.registry import shown_url
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
-    from slipstream.config import Settings
-
-VARIABLE = "SLIPSTREAM_BROKER_URL"
 DUPLICATE_WINDOW = 120.0  # seconds a key is remembered; the store dedupes beyond it
 PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# The message size limit is the server's max_payload, known once connected (the broker's own
+# capabilities say it then); `pull` buries worn-out messages (the consumer redelivers forever).
+CAPABILITIES = BrokerCapabilities(dead_letter_ids=SEQUENCE_ID)
+
+
+class Options(BackendOptions):
+    """`nats://…?prefix=…&replicas=…&max_age=…` (docs/backends/nats.md)."""
+
+    prefix: str = "slipstream"
+    replicas: int = Field(1, ge=1)  # num_replicas of both streams
+    max_age: float | None = Field(None, gt=0)  # seconds; None keeps messages for ever
+
+    @field_validator("prefix")
+    @classmethod
+    def _named(cls, prefix: str) -> str:
+        if not PREFIX.match(prefix):
+            raise ValueError("must be up to 32 of a-z, 0-9, _ and -, not starting with _ or -")
+        return prefix
 
 
 @dataclass(frozen=True)
-class Options:
-    prefix: str = "slipstream"
-    credentials: dict[str, str] = field(default_factory=dict)  # user and password, or token
-    replicas: int = 1
-    max_age: float | None = None  # seconds; None keeps unconsumed messages for ever
+class Server:
+    """Where the URL says the server is, and how to log in (user and password, or a token)."""
+
+    servers: list[str]
+    credentials: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +63,7 @@ class Topic:
         return cls(stream, subject, f"{stream}_DLQ", f"{subject}.dlq", f"{prefix}_worker")
 
 
-def parse_url(url: str) -> tuple[list[str], Options]:
+def parse_url(url: str) -> tuple[Server, Options]:
     """`nats://[user:pass@]host[:port][,host[:port]…][?prefix=…&replicas=…&max_age=…]`."""
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
@@ -54,21 +72,12 @@ def parse_url(url: str) -> tuple[list[str], Options]:
         raise ConfigError(f"{VARIABLE}={shown_url(url)!r}: expected nats://host:4222[,host2:4222]")
     user, colon, password = (unquote(p) for p in userinfo.partition(":"))
     credentials = {"user": user, "password": password} if colon else {"token": user}
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    if unknown := sorted(set(query) - {"prefix", "replicas", "max_age"}):
-        raise ConfigError(f"{VARIABLE}: unknown parameter {unknown[0]!r} in {shown_url(url)!r}")
-    prefix = query.get("prefix", "slipstream")
-    if not PREFIX.match(prefix):
-        raise ConfigError(f"{VARIABLE}: prefix {prefix!r}: use up to 32 of a-z, 0-9, _, -")
-    try:
-        replicas = int(query.get("replicas", "1"))
-        max_age = float(query["max_age"]) if "max_age" in query else None
-    except ValueError as exc:
-        raise ConfigError(f"{VARIABLE}: replicas and max_age must be numbers ({exc})") from None
-    return servers, Options(prefix, credentials if userinfo else {}, replicas, max_age)
+    return Server(servers, credentials if userinfo else {}), Options.from_url(url, VARIABLE)
 
 
-async def ensure(js: JetStreamContext, topic: Topic, options: Options, settings: Settings) -> None:
+async def ensure(
+    js: JetStreamContext, topic: Topic, options: Options, settings: BrokerSettings
+) -> None:
     """Create or update the streams and the consumer, or check that they exist."""
     if not settings.create_resources:
         try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +29,7 @@ import google.cloud.pubsub_v1 as pubsub_v1  # type: ignore[import-untyped]
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
-from slipstream.brokers import TIMED_ID, DeadLetter, Delivery, IdShape, Outgoing
+from slipstream.brokers import BrokerSettings, DeadLetter, Delivery, Outgoing
 from slipstream.brokers.pubsub_messages import (
     Message,
     attributes_of,
@@ -42,9 +41,10 @@ from slipstream.brokers.pubsub_messages import (
     replayable,
 )
 from slipstream.brokers.pubsub_resources import (
-    MAX_ACK_DEADLINE,
+    CAPABILITIES,
     Limits,
     Names,
+    Options,
     Target,
     ensure,
     limits,
@@ -52,11 +52,10 @@ from slipstream.brokers.pubsub_resources import (
     parse_url,
 )
 from slipstream.errors import BackendUnavailable, ConfigError
+from slipstream.options import BackendOptions
 
 if TYPE_CHECKING:
     from google.pubsub_v1.types import ReceivedMessage
-
-    from slipstream.config import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("slipstream.brokers.pubsub")
@@ -74,11 +73,10 @@ WORN = "delivered {} times without an ack (lease expired or nacked each time)"
 
 
 class PubSubBroker:
-    # Capability: Pub/Sub tells no backlog outside Cloud Monitoring, so `backlog` is always 0.
-    counts_backlog: ClassVar[bool] = False
-    dead_letter_ids: ClassVar[IdShape] = TIMED_ID
+    capabilities = CAPABILITIES
+    url_options: ClassVar[type[BackendOptions]] = Options
 
-    def __init__(self, target: Target, settings: Settings) -> None:
+    def __init__(self, target: Target, settings: BrokerSettings) -> None:
         self.target = target
         self._limits: Limits = limits(settings)
         self._create = settings.create_resources
@@ -92,7 +90,7 @@ class PubSubBroker:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> PubSubBroker:
+    def from_url(cls, url: str, settings: BrokerSettings) -> PubSubBroker:
         return cls(parse_url(url), settings)
 
     # --- plumbing -------------------------------------------------------------------------
@@ -299,7 +297,7 @@ class PubSubBroker:
 
     async def nack(self, dataset: str, deliveries: Sequence[Delivery], delay: float) -> None:
         names = self._topic(dataset)
-        seconds = 0 if delay <= 0 else min(MAX_ACK_DEADLINE, math.ceil(delay))
+        seconds = int(self.capabilities.delay_for(delay))
         await self._run(self._modify, names.subscription, [d.handle for d in deliveries], seconds)
 
     def _acknowledge(self, subscription: str, ack_ids: Sequence[str]) -> None:
@@ -338,7 +336,7 @@ class PubSubBroker:
         `num_undelivered_messages` lives in Cloud Monitoring (a minute or more late, another API
         and role); a count kept in-process would be wrong as soon as one process publishes and
         another acks. So ingest never answers 503 for backlog with this broker (it does when a
-        publish fails), and `counts_backlog` says so to whoever asks."""
+        publish fails), and `capabilities.counts_backlog` says so to whoever asks."""
         self._topic(dataset)
         return 0
 

@@ -6,8 +6,8 @@ and `published_at`, and `truncated` (JSON: size and sha256 of the whole data) wh
 of the data fits beside them; one moved by Pub/Sub's dead letter policy has the policy's
 `CloudPubSubDeadLetterSource*` attributes instead. All these names are reserved.
 
-A publish request may be 10,000,000 bytes (the client library refuses more before sending);
-`request_size` counts one message the way the library does.
+A publish request may be MAX_REQUEST bytes, the broker's `max_message_bytes` (the client library
+refuses more before sending); `request_size` counts one message the way the library does.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from google.pubsub_v1 import types
 
 from slipstream.brokers import DeadLetter, Delivery
 from slipstream.brokers.letters import short_reason, truncation, truncation_json, truncation_of
+from slipstream.brokers.pubsub_resources import MAX_REQUEST
 from slipstream.errors import MessageTooLarge
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ POLICY_PREFIX = "CloudPubSubDeadLetterSource"
 # `PublisherClient.publish` takes attributes as keyword arguments: these names are its own.
 PUBLISH_PARAMETERS = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
 MAX_ATTRIBUTE = 1024  # bytes in an attribute value
-MAX_REQUEST = 10_000_000  # bytes of one publish request, topic name included
 
 Message = tuple[bytes, dict[str, str]]  # data and attributes, ready to publish
 

@@ -13,27 +13,38 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from google.api_core import exceptions as gexc
+from pydantic import field_validator
 
+from slipstream.brokers import TIMED_ID, VARIABLE, BrokerCapabilities, BrokerSettings
 from slipstream.errors import ConfigError
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
+from slipstream.options import BackendOptions
+from slipstream.registry import shown_url
 
 log = logging.getLogger("slipstream.brokers.pubsub")
 
 DEFAULT_PREFIX = "slipstream"
 # Pub/Sub's own bounds (API reference): ack deadline 10..600 s, dead letter policy 5..100
-# delivery attempts, subscription retention 10 min..31 days.
+# delivery attempts, subscription retention 10 min..31 days, a publish request 10 MB.
 MIN_ACK_DEADLINE, MAX_ACK_DEADLINE = 10, 600
 MIN_DELIVERY_ATTEMPTS, MAX_DELIVERY_ATTEMPTS = 5, 100
+MAX_REQUEST = 10_000_000  # bytes of one publish request, topic name included
+CAPABILITIES = BrokerCapabilities(
+    dead_letter_ids=TIMED_ID,
+    counts_backlog=False,  # only Cloud Monitoring knows, minutes late (PubSubBroker.backlog)
+    max_message_bytes=MAX_REQUEST,
+    lease_floor=MIN_ACK_DEADLINE,
+    lease_ceiling=MAX_ACK_DEADLINE,
+    lease_step=1,  # the ack deadline is whole seconds
+    min_deliveries=MIN_DELIVERY_ATTEMPTS,
+    worn_out_by="either",  # the broker past max_deliveries, the subscription's policy as well
+)
 MAIN_RETENTION = 7 * 24 * 3600  # Pub/Sub's default, stated
 DEAD_RETENTION = 31 * 24 * 3600  # the most Pub/Sub keeps: dead letters wait for a person
 DEAD_ACK_DEADLINE = 60  # a listing or a replay holds the dead letters this long at most
@@ -66,25 +77,28 @@ class Limits:
     max_deliveries: int  # the setting, enforced exactly by the broker itself
 
 
+class Options(BackendOptions):
+    """`pubsub://PROJECT?prefix=NAME` (docs/backends/pubsub.md)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @field_validator("prefix")
+    @classmethod
+    def _named(cls, prefix: str) -> str:
+        if not NAME.fullmatch(prefix + "-x") or prefix.lower().startswith("goog"):
+            raise ValueError(
+                "must start with a letter and hold only letters, digits and - _ . ~ + %"
+                " (Pub/Sub resource names), and not start with goog"
+            )
+        return prefix
+
+
 def parse_url(url: str) -> Target:
     """`pubsub://PROJECT[?prefix=NAME]`."""
     parts = urlsplit(url)
     if parts.scheme != "pubsub" or not parts.netloc or parts.path not in ("", "/"):
-        raise ConfigError(f"SLIPSTREAM_BROKER_URL={url!r}: expected pubsub://PROJECT[?prefix=NAME]")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(query) - {"prefix"}
-    if unknown:
-        raise ConfigError(
-            f"SLIPSTREAM_BROKER_URL={url!r}: unknown parameter {', '.join(sorted(unknown))};"
-            " the only one is prefix"
-        )
-    prefix = query.get("prefix", [DEFAULT_PREFIX])[-1]
-    if not NAME.fullmatch(prefix + "-x") or prefix.lower().startswith("goog"):
-        raise ConfigError(
-            f"SLIPSTREAM_BROKER_URL={url!r}: prefix must start with a letter and hold only"
-            " letters, digits and - _ . ~ + % (Pub/Sub resource names), not start with goog"
-        )
-    return Target(parts.netloc, prefix)
+        raise ConfigError(f"{VARIABLE}={shown_url(url)!r}: expected pubsub://PROJECT[?prefix=NAME]")
+    return Target(parts.netloc, Options.from_url(url, VARIABLE).prefix)
 
 
 def names_for(target: Target, dataset: str) -> Names:
@@ -101,9 +115,9 @@ def names_for(target: Target, dataset: str) -> Names:
     )
 
 
-def limits(settings: Settings) -> Limits:
+def limits(settings: BrokerSettings) -> Limits:
     lease = settings.lease_seconds
-    ack_deadline = min(MAX_ACK_DEADLINE, max(MIN_ACK_DEADLINE, math.ceil(lease)))
+    ack_deadline = int(CAPABILITIES.lease_for(lease))
     if ack_deadline != lease:
         log.warning(
             "SLIPSTREAM_LEASE_SECONDS=%s: Pub/Sub's ack deadline is %d..%d s; using %d s",
@@ -113,7 +127,7 @@ def limits(settings: Settings) -> Limits:
             ack_deadline,
         )
     wanted = settings.max_deliveries
-    attempts = min(MAX_DELIVERY_ATTEMPTS, max(MIN_DELIVERY_ATTEMPTS, wanted))
+    attempts = min(MAX_DELIVERY_ATTEMPTS, max(CAPABILITIES.min_deliveries, wanted))
     if attempts != wanted:
         log.warning(
             "SLIPSTREAM_MAX_DELIVERIES=%d: Pub/Sub's dead letter policy takes %d..%d attempts;"

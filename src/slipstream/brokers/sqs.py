@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
@@ -32,7 +32,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     PartialCredentialsError,
 )
 
-from slipstream.brokers import TIMED_ID, DeadLetter, Delivery, IdShape, Outgoing
+from slipstream.brokers import BrokerSettings, DeadLetter, Delivery, Outgoing
 from slipstream.brokers.sqs_calls import (
     BATCH,
     MAX_WAIT,
@@ -44,7 +44,6 @@ from slipstream.brokers.sqs_calls import (
     chunks,
 )
 from slipstream.brokers.sqs_messages import (
-    MAX_BYTES,
     Entry,
     Message,
     dead_entry,
@@ -55,18 +54,19 @@ from slipstream.brokers.sqs_messages import (
     replayed,
 )
 from slipstream.brokers.sqs_resources import (
+    CAPABILITIES,
     HOLD_SECONDS,
+    Options,
     Resources,
     Target,
     ensure,
+    lease,
     names_for,
     parse_url,
     visibility,
 )
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
+from slipstream.options import BackendOptions
 
 T = TypeVar("T")
 log = logging.getLogger("slipstream.brokers.sqs")
@@ -78,14 +78,13 @@ BACKLOG_CACHE_SECONDS = 0.5
 
 
 class SqsBroker:
-    counts_backlog: ClassVar[bool] = True
-    dead_letter_ids: ClassVar[IdShape] = TIMED_ID
-    max_message_bytes: ClassVar[int] = MAX_BYTES  # body and attributes of one message
+    capabilities = CAPABILITIES
+    url_options: ClassVar[type[BackendOptions]] = Options
 
-    def __init__(self, target: Target, settings: Settings) -> None:
+    def __init__(self, target: Target, settings: BrokerSettings) -> None:
         self.target = target
         self._settings = settings
-        self._lease = max(1, visibility(settings.lease_seconds))
+        self._lease = lease(settings.lease_seconds)
         self._executor = ThreadPoolExecutor(
             max_workers=THREADS, thread_name_prefix="slipstream-sqs"
         )
@@ -96,7 +95,7 @@ class SqsBroker:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> SqsBroker:
+    def from_url(cls, url: str, settings: BrokerSettings) -> SqsBroker:
         return cls(parse_url(url), settings)
 
     # --- plumbing -------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import NoRegionError, ProfileNotFound  # type: ignore[import-untyped]
 
-from slipstream.brokers.sqs_messages import MAX_BYTES, Entry, Message
-from slipstream.brokers.sqs_resources import Target
+from slipstream.brokers.sqs_messages import Entry, Message
+from slipstream.brokers.sqs_resources import MAX_BYTES, Target
 from slipstream.errors import BackendUnavailable, ConfigError
 
 T = TypeVar("T")

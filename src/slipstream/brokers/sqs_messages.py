@@ -31,6 +31,7 @@ from slipstream.brokers.letters import (
     truncation_json,
     truncation_of,
 )
+from slipstream.brokers.sqs_resources import MAX_BYTES
 from slipstream.errors import MessageTooLarge
 
 EVENT_ID, ENCODING, PACKED = "event_id", "body_encoding", "attributes_json"
@@ -40,7 +41,6 @@ RESERVED = frozenset(
     {EVENT_ID, ENCODING, PACKED, REASON, DELIVERIES, PUBLISHED_AT, DEAD_AT, TRUNCATED}
 )
 MAX_ATTRIBUTES = 10  # per message, SQS and SNS raw delivery alike
-MAX_BYTES = 262_144  # a message (body + attributes), and a whole batch request
 # Characters SQS accepts in a body or a String attribute (XML 1.0 characters).
 REFUSED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 ATTRIBUTE_NAME = re.compile(r"(?!\.)(?!.*\.\.)(?!(?i:aws\.|amazon\.))[A-Za-z0-9_.-]{1,256}(?<!\.)")

@@ -13,28 +13,36 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from pydantic import field_validator
 
+from slipstream.brokers import TIMED_ID, VARIABLE, BrokerCapabilities, BrokerSettings
 from slipstream.errors import ConfigError
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
+from slipstream.options import BackendOptions
+from slipstream.registry import shown_url
 
 log = logging.getLogger("slipstream.brokers.sqs")
 
 DEFAULT_PREFIX = "slipstream"
 RETENTION = 14 * 24 * 3600  # the most SQS keeps; a worker outage of days loses nothing
 MAX_VISIBILITY = 43_200  # SQS's bound on a visibility timeout (12 h)
+MAX_BYTES = 262_144  # a message (body + attributes), and a whole batch request (SNS's too)
+CAPABILITIES = BrokerCapabilities(
+    dead_letter_ids=TIMED_ID,
+    max_message_bytes=MAX_BYTES,
+    lease_floor=1,  # a visibility timeout of 0 would hand a message out again at once
+    lease_ceiling=MAX_VISIBILITY,
+    lease_step=1,  # visibility timeouts (and long-poll waits) are whole seconds
+    worn_out_by="service",  # the queue's redrive policy, out of the broker's sight
+)
 HOLD_SECONDS = 30  # how long listing or replaying dead letters hides them at most
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")  # also valid as a topic name (256)
 REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
-TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 MISSING_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NotFound"}
 
 
@@ -64,30 +72,31 @@ class Resources:
     max_receives: int  # the redrive policy's maxReceiveCount
 
 
+class Options(BackendOptions):
+    """`sqs://REGION?prefix=NAME&sns=true|false` (docs/backends/sqs.md)."""
+
+    prefix: str = DEFAULT_PREFIX
+    sns: bool = True  # publish to a topic per dataset, which delivers to its queue
+
+    @field_validator("prefix")
+    @classmethod
+    def _named(cls, prefix: str) -> str:
+        if not QUEUE_NAME.fullmatch(prefix):
+            raise ValueError("must be letters, digits, - and _ only")
+        return prefix
+
+
 def parse_url(url: str) -> Target:
     """`sqs://REGION[?prefix=NAME][&sns=true|false]`."""
+    where = f"{VARIABLE}={shown_url(url)!r}"
     usage = "expected sqs://REGION[?prefix=NAME&sns=true|false], e.g. sqs://us-east-1"
     parts = urlsplit(url)
     if parts.scheme != "sqs" or not parts.netloc or parts.path not in ("", "/"):
-        raise ConfigError(f"SLIPSTREAM_BROKER_URL={url!r}: {usage}")
+        raise ConfigError(f"{where}: {usage}")
     if not REGION.fullmatch(parts.netloc):
-        raise ConfigError(f"SLIPSTREAM_BROKER_URL={url!r}: {parts.netloc!r} is not an AWS region")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(query) - {"prefix", "sns"}
-    if unknown:
-        raise ConfigError(
-            f"SLIPSTREAM_BROKER_URL={url!r}: unknown parameter {', '.join(sorted(unknown))};"
-            " the parameters are prefix and sns"
-        )
-    prefix = query.get("prefix", [DEFAULT_PREFIX])[-1]
-    if not QUEUE_NAME.fullmatch(prefix):
-        raise ConfigError(
-            f"SLIPSTREAM_BROKER_URL={url!r}: prefix must be letters, digits, - and _ only"
-        )
-    sns_text = query.get("sns", ["true"])[-1].lower()
-    if sns_text not in TRUE | FALSE:
-        raise ConfigError(f"SLIPSTREAM_BROKER_URL={url!r}: sns must be true or false")
-    return Target(parts.netloc, prefix, sns_text in TRUE)
+        raise ConfigError(f"{where}: {parts.netloc!r} is not an AWS region")
+    options = Options.from_url(url, VARIABLE)
+    return Target(parts.netloc, options.prefix, options.sns)
 
 
 def names_for(target: Target, dataset: str) -> Names:
@@ -102,8 +111,13 @@ def names_for(target: Target, dataset: str) -> Names:
 
 
 def visibility(seconds: float) -> int:
-    """Seconds → SQS's whole seconds (rounded up, within its bounds)."""
-    return max(0, min(MAX_VISIBILITY, math.ceil(seconds)))
+    """A nack's delay → SQS's whole seconds (rounded up, within its bounds)."""
+    return int(CAPABILITIES.delay_for(seconds))
+
+
+def lease(seconds: float) -> int:
+    """SLIPSTREAM_LEASE_SECONDS → the queue's visibility timeout."""
+    return int(CAPABILITIES.lease_for(seconds))
 
 
 def queue_policy(queue_arn: str, topic_arn: str) -> dict[str, Any]:
@@ -135,21 +149,21 @@ def is_missing(exc: ClientError) -> bool:
 
 
 def ensure(
-    sqs: Any, sns: Any, target: Target, names: Names, settings: Settings, create: bool
+    sqs: Any, sns: Any, target: Target, names: Names, settings: BrokerSettings, create: bool
 ) -> Resources:
     """Find (and with `create`, make) the dataset's queues, topic and subscription."""
-    lease = visibility(settings.lease_seconds)
-    if lease != settings.lease_seconds:
+    timeout = lease(settings.lease_seconds)
+    if timeout != settings.lease_seconds:
         log.warning(
             "SQS counts visibility in whole seconds: lease %.3g s becomes %d s",
             settings.lease_seconds,
-            lease,
+            timeout,
         )
     missing: list[str] = []
     dead_url = _queue(sqs, names.dead_queue, create, {"VisibilityTimeout": str(HOLD_SECONDS)})
     if dead_url is None:
         missing.append(f"queue {names.dead_queue}")
-    queue_url = _queue(sqs, names.queue, create, {"VisibilityTimeout": str(lease)})
+    queue_url = _queue(sqs, names.queue, create, {"VisibilityTimeout": str(timeout)})
     if queue_url is None:
         missing.append(f"queue {names.queue}")
     topic_arn: str | None = None
@@ -168,12 +182,12 @@ def ensure(
     max_receives = _check_redrive(
         sqs, queue_url, attributes, dead_arn, settings.max_deliveries, create, names
     )
-    if attributes.get("VisibilityTimeout") != str(lease):
+    if attributes.get("VisibilityTimeout") != str(timeout):
         log.warning(
             "queue %s has visibility timeout %s s, not the lease of %d s; leaving it as it is",
             names.queue,
             attributes.get("VisibilityTimeout"),
-            lease,
+            timeout,
         )
     if topic_arn is not None:
         _check_policy(sqs, queue_url, attributes.get("Policy"), queue_arn, topic_arn, create)

@@ -34,8 +34,8 @@ def probe_command(
     api_key: Annotated[
         str | None,
         typer.Option(
-            envvar=["SLIPSTREAM_PROBE_API_KEY", "SLIPSTREAM_CLIENT_KEY"],
-            help="Key with the read and ingest scopes",
+            help="Key with the read and ingest scopes "
+            "[default: SLIPSTREAM_PROBE_API_KEY, else SLIPSTREAM_CLIENT_KEY]",
         ),
     ] = None,
     metrics_port: Annotated[
@@ -54,14 +54,16 @@ def probe_command(
 
     _check_options(url, interval, timeout, once, metrics_port, pushgateway)
     # The same log format and level settings as the server (SLIPSTREAM_LOG_FORMAT, _LOG_LEVEL).
-    from slipstream.config import load_settings
+    from slipstream.config import load_settings, revealed
     from slipstream.errors import ConfigError
     from slipstream.logs import configure_logging
 
     try:
-        configure_logging(load_settings())
+        settings = load_settings()
     except ConfigError as exc:
         _fail(str(exc))
+    configure_logging(settings)
+    api_key = api_key or revealed(settings.probe_api_key) or revealed(settings.client_key)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the results
     metrics = ProbeMetrics(dataset)
     gateway = Pushgateway(pushgateway, job, metrics) if pushgateway else None

@@ -1,7 +1,10 @@
 """The store contract: one idempotent write per batch, reads for the API, a quarantine.
 
-A store is one module behind `Store`, picked by URL scheme from `STORES`. The worker and the API
-see only this Protocol; drivers' errors are sorted into TransientStoreError (retry) and
+A store is one module (or a few) picked by URL scheme from `STORES`. Its callers see it through
+small roles, each naming what one caller needs: `StoreLifecycle` (the runtime, check), `Writer`
+(the worker), `Reader` (the event routes), `Quarantine` (the quarantine routes), `Summaries`
+(the dataset list), `Retention` (the runtime's sweeps). `Store` is all of them, what the
+registry makes. Drivers' errors are sorted into TransientStoreError (retry) and
 TerminalStoreError (dead-letter) inside the adapter. Any read may raise BackendUnavailable.
 
 Times come back as UTC-aware datetimes; naive times passed in are read as UTC. A stored value no
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from slipstream.registry import BackendEntry, load_backend
+from slipstream.registry import BackendEntry, Reachable, load_backend
 from slipstream.stores.values import stored_time
 
 if TYPE_CHECKING:
@@ -30,6 +33,18 @@ if TYPE_CHECKING:
     from slipstream.events import EventRows, Rejected
 
 Bucket = Literal["minute", "hour", "day"]
+VARIABLE = "SLIPSTREAM_STORE_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The settings a store takes (nothing else of `Settings` reaches one)."""
+
+    create_resources: bool = True  # SLIPSTREAM_CREATE_RESOURCES
+
+    @classmethod
+    def of(cls, settings: Settings) -> StoreSettings:
+        return cls(settings.create_resources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +115,21 @@ class WriteResult:
     quarantined: int  # quarantine rows that were new, likewise
 
 
-class Store(Protocol):
+class StoreLifecycle(Reachable, Protocol):
     async def open(self, datasets: Sequence[Dataset]) -> None:
         """Connect; create or migrate each dataset's tables (additive changes only)."""
 
     async def close(self) -> None: ...
 
-    async def ping(self) -> None:
-        """Return when reachable; raise BackendUnavailable otherwise."""
 
+class Writer(Protocol):
     async def write(
         self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
     ) -> WriteResult:
         """Store valid rows and quarantined events in one commit; rows already there are kept."""
 
+
+class Reader(Protocol):
     async def get(self, dataset: Dataset, event_id: str) -> dict[str, Any] | None: ...
 
     async def list(self, dataset: Dataset, query: ListQuery) -> builtins.list[dict[str, Any]]:
@@ -122,6 +138,8 @@ class Store(Protocol):
     async def stats(self, dataset: Dataset, query: StatsQuery) -> builtins.list[dict[str, Any]]:
         """Per bucket: `bucket`, `count`, `avg_<field>` per number, and `group` with `group_by`."""
 
+
+class Quarantine(Protocol):
     async def quarantined(
         self, dataset: Dataset, query: QuarantineQuery
     ) -> builtins.list[QuarantinedEvent]: ...
@@ -134,13 +152,21 @@ class Store(Protocol):
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
         """Delete quarantined events that were replayed; return how many."""
 
+
+class Summaries(Protocol):
     async def summary(
         self, dataset: Dataset, *, exclude_key_prefix: str | None = None
     ) -> DatasetSummary:
         """Row count, newest event time and last write of the rows a list would show."""
 
+
+class Retention(Protocol):
     async def expire(self, dataset: Dataset, before: datetime) -> int:
         """Delete rows whose event time is older than `before`; return how many."""
+
+
+class Store(StoreLifecycle, Writer, Reader, Quarantine, Summaries, Retention, Protocol):
+    """Every role: what the registry makes, and what a process hands to each caller."""
 
 
 STORES: dict[str, BackendEntry] = {
@@ -163,6 +189,6 @@ STORES: dict[str, BackendEntry] = {
 
 
 def create_store(settings: Settings) -> Store:
-    cls = load_backend(settings.store_url, "SLIPSTREAM_STORE_URL", STORES)
-    store: Store = cls.from_url(settings.store_url, settings)
+    cls = load_backend(settings.store_url, VARIABLE, STORES)
+    store: Store = cls.from_url(settings.store_url, StoreSettings.of(settings))
     return store

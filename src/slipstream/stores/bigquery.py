@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
@@ -26,12 +26,14 @@ from google.cloud import bigquery
 from slipstream.datasets import Dataset, schema_changes
 from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
 from slipstream.events import EventRows, Rejected
+from slipstream.options import BackendOptions
 from slipstream.stores import (
     DatasetSummary,
     ListQuery,
     QuarantinedEvent,
     QuarantineQuery,
     StatsQuery,
+    StoreSettings,
     WriteResult,
     summary_of,
 )
@@ -40,9 +42,6 @@ from slipstream.stores import bigquery_sql as sql
 from slipstream.stores.coalesce import Coalescer
 from slipstream.stores.dialects import BIGQUERY
 from slipstream.stores.reads import Bound, Reads, reads_for
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
 
 T = TypeVar("T")
 log = logging.getLogger("slipstream.stores.bigquery")
@@ -62,6 +61,8 @@ def default_client(target: tables.Target) -> bigquery.Client:
 
 
 class BigQueryStore:
+    url_options: ClassVar[type[BackendOptions]] = tables.BigQueryOptions
+
     def __init__(
         self,
         target: tables.Target,
@@ -79,7 +80,7 @@ class BigQueryStore:
         self._reads: dict[str, Reads] = {}
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> BigQueryStore:
+    def from_url(cls, url: str, settings: StoreSettings) -> BigQueryStore:
         return cls(tables.parse_url(url), create_resources=settings.create_resources)
 
     # --- plumbing ---------------------------------------------------------------------------

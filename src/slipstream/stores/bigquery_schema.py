@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,10 +24,14 @@ from google.cloud.bigquery import (
     TimePartitioning,
     TimePartitioningType,
 )
+from pydantic import field_validator
 
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, DatasetError, FieldSpec, FieldType
 from slipstream.errors import ConfigError, TerminalStoreError, TransientStoreError
 from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, EventRows, Rejected
+from slipstream.options import BackendOptions
+from slipstream.registry import shown_url
+from slipstream.stores import VARIABLE
 from slipstream.stores.values import utc
 
 STORED_COLUMN = "_stored_at"
@@ -93,8 +97,19 @@ class Target:
         return f"`{self.project}`.`{self.dataset}`.{quote(table)}"
 
 
+class BigQueryOptions(BackendOptions):
+    """`bigquery://PROJECT/DATASET?location=EU` (docs/backends/bigquery.md)."""
+
+    location: str | None = None  # where jobs run and a new dataset is made; empty: unset
+
+    @field_validator("location")
+    @classmethod
+    def _empty_is_unset(cls, location: str | None) -> str | None:
+        return location or None
+
+
 def parse_url(url: str) -> Target:
-    where = f"SLIPSTREAM_STORE_URL={url!r}"
+    where = f"{VARIABLE}={shown_url(url)!r}"
     parts = urlsplit(url)
     project, dataset = parts.netloc, parts.path.strip("/")
     if not project or not dataset or "/" in dataset:
@@ -103,11 +118,7 @@ def parse_url(url: str) -> Target:
         raise ConfigError(f"{where}: {project!r} is not a Google Cloud project id")
     if not _DATASET.match(dataset):
         raise ConfigError(f"{where}: dataset {dataset!r} may hold only letters, digits and _")
-    options = dict(parse_qsl(parts.query))
-    unknown = sorted(set(options) - {"location"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; only location")
-    return Target(project, dataset, options.get("location") or None)
+    return Target(project, dataset, BigQueryOptions.from_url(url, VARIABLE).location)
 
 
 def quarantine_name(dataset: Dataset) -> str:

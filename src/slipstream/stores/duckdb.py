@@ -14,29 +14,28 @@ either lasts, so readiness reports it.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, ClassVar, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
 
-from slipstream.config import path_from_url
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, FieldType, schema_changes
 from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
 from slipstream.events import EventRows, Rejected
+from slipstream.options import BackendOptions
 from slipstream.stores import (
     DatasetSummary,
     ListQuery,
     QuarantinedEvent,
     QuarantineQuery,
     StatsQuery,
+    StoreSettings,
     WriteResult,
     summary_of,
 )
@@ -44,17 +43,17 @@ from slipstream.stores import duckdb_sql as sql
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
 from slipstream.stores.dialects import DUCKDB
 from slipstream.stores.duckdb_database import Connection, Database, is_invalidated
+from slipstream.stores.duckdb_options import DuckDBOptions, parse_url
 from slipstream.stores.key_prefixes import AbsentPrefixes
 from slipstream.stores.reads import Bound, Reads, reads_for
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
 
 T = TypeVar("T")
 READERS = 4
 
 
 class DuckDBStore:
+    url_options: ClassVar[type[BackendOptions]] = DuckDBOptions
+
     def __init__(
         self,
         path: str,
@@ -77,20 +76,12 @@ class DuckDBStore:
         self._prefixes = AbsentPrefixes()
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> DuckDBStore:
+    def from_url(cls, url: str, settings: StoreSettings) -> DuckDBStore:
         """`duckdb:///./data/warehouse.duckdb` (relative), `duckdb:////abs/path`, or
-        `duckdb:///:memory:` (tests; gone when closed). Query parameters are DuckDB settings,
-        e.g. `?threads=2&memory_limit=2GB`."""
-        parts = urlsplit(url)
-        # DuckDB defaults to a thread per core; leave one core to the API's event loop, which
-        # shares this process (GET-by-id p99 fell by a third on 2 cores). `?threads=N` overrides.
-        config: dict[str, Any] = {"threads": max(1, (os.cpu_count() or 2) - 1)}
-        config.update(parse_qsl(parts.query))
-        if parts.path in ("/:memory:", ":memory:"):
-            return cls(":memory:", create_tables=settings.create_resources, config=config)
-        path = path_from_url(url.split("?", 1)[0])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(str(path), create_tables=settings.create_resources, config=config)
+        `duckdb:///:memory:` (tests; gone when closed). Query options are DuckDB settings,
+        e.g. `?threads=2&memory_limit=2GB` (duckdb_options.py)."""
+        path, options = parse_url(url)
+        return cls(path, create_tables=settings.create_resources, config=options.config())
 
     # --- threads ------------------------------------------------------------------------------
 

@@ -9,48 +9,44 @@ transaction holding an advisory lock, so processes starting together take turns.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, ClassVar, TypeVar, cast
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, FieldType, schema_changes
 from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
 from slipstream.events import EventRows, Rejected
+from slipstream.options import BackendOptions
 from slipstream.stores import (
     DatasetSummary,
     ListQuery,
     QuarantinedEvent,
     QuarantineQuery,
     StatsQuery,
+    StoreSettings,
     WriteResult,
     summary_of,
 )
 from slipstream.stores import postgres_sql as q
 from slipstream.stores.coalesce import Coalescer
 from slipstream.stores.postgres_loaders import configure
+from slipstream.stores.postgres_options import PostgresOptions, parse_url
 from slipstream.stores.reads import Bound, Reads
-
-if TYPE_CHECKING:
-    from slipstream.config import Settings
 
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PING_TIMEOUT = 3.0
-_TRUE = frozenset({"1", "true", "yes", "on"})
-# Our own URL parameters; every other one goes to libpq (sslmode, application_name, …).
-_OWN = frozenset({"schema", "pool_min", "pool_max", "pool_timeout", "drop_schema_on_close"})
 
 
 class PostgresStore:
+    url_options: ClassVar[type[BackendOptions]] = PostgresOptions
+
     def __init__(
         self,
         conninfo: str,
@@ -60,12 +56,7 @@ class PostgresStore:
         pool_min: int = 2,
         pool_max: int = 10,
         pool_timeout: float = 10.0,
-        drop_schema_on_close: bool = False,
     ) -> None:
-        if not _SCHEMA.match(schema):
-            raise ConfigError(f"schema {schema!r}: use lower case letters, digits and _")
-        if drop_schema_on_close and schema == "public":
-            raise ConfigError("drop_schema_on_close is for test schemas, never for public")
         self.conninfo = conninfo
         self.schema = schema
         self._create = create_resources
@@ -74,7 +65,6 @@ class PostgresStore:
             max(pool_max, pool_min),
             pool_timeout,
         )
-        self._drop_on_close = drop_schema_on_close
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._statements: dict[str, q.Statements] = {}
         self._lookups: dict[str, Coalescer[str, dict[str, Any]]] = {}
@@ -83,35 +73,18 @@ class PostgresStore:
         self.where = f"PostgreSQL {host or 'localhost'}:{port or 5432}/{dbname} schema {schema}"
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings) -> PostgresStore:
-        """`postgresql://user:pass@host:5432/db?schema=NAME` (also `postgres://`). Our query
-        parameters: `schema` (default public), `pool_min`, `pool_max`, `pool_timeout` (seconds to
-        wait for a connection), `drop_schema_on_close` (tests only); the rest go to libpq."""
-        parts = urlsplit(url)
-        own: dict[str, str] = {}
-        rest: list[tuple[str, str]] = []
-        for name, value in parse_qsl(parts.query):
-            if name in _OWN:
-                own[name] = value
-            else:
-                rest.append((name, value))
-        bare = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
-        try:
-            params = conninfo_to_dict(bare)
-            params.setdefault("connect_timeout", 5)
-            params.setdefault("application_name", "slipstream")
-            conninfo = make_conninfo("", **params)
-            return cls(
-                conninfo,
-                schema=own.get("schema", "public"),
-                create_resources=settings.create_resources,
-                pool_min=int(own.get("pool_min", 2)),
-                pool_max=int(own.get("pool_max", 10)),
-                pool_timeout=float(own.get("pool_timeout", 10)),
-                drop_schema_on_close=own.get("drop_schema_on_close", "").lower() in _TRUE,
-            )
-        except (psycopg.ProgrammingError, ValueError) as exc:
-            raise ConfigError(f"SLIPSTREAM_STORE_URL: not a usable PostgreSQL URL: {exc}") from exc
+    def from_url(cls, url: str, settings: StoreSettings) -> PostgresStore:
+        """`postgresql://user:pass@host:5432/db?schema=NAME` (also `postgres://`); the options
+        and the libpq parameters it passes on: postgres_options.py."""
+        conninfo, options = parse_url(url)
+        return cls(
+            conninfo,
+            schema=options.schema_,
+            create_resources=settings.create_resources,
+            pool_min=options.pool_min,
+            pool_max=options.pool_max,
+            pool_timeout=options.pool_timeout,
+        )
 
     def _statements_for(self, dataset: Dataset) -> q.Statements:
         found = self._statements.get(dataset.name)
@@ -256,13 +229,7 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        try:
-            if self._drop_on_close:
-                async with pool.connection(timeout=5) as conn:
-                    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
-                    await conn.execute(drop.format(sql.Identifier(self.schema)))
-        finally:
-            await pool.close(timeout=5)
+        await pool.close(timeout=5)
 
     async def ping(self) -> None:
         async def select_one(conn: Connection) -> None:
