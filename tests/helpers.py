@@ -6,9 +6,11 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
+
+from slipstream.config import Settings
 
 T = TypeVar("T")
 
@@ -66,3 +68,8 @@ def flight_event(n: int, prefix: str = "ev", **overrides: object) -> dict[str, o
 def log_lines(stream: io.StringIO) -> list[dict[str, object]]:
     """The JSON log lines written to `stream` (the `captured` fixture)."""
     return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def settings(**values: Any) -> Settings:
+    """Settings of `values` and the environment only: no `.env` or `slipstream.toml` is read."""
+    return Settings(_env_file=None, **values)

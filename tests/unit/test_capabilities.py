@@ -28,6 +28,7 @@ from slipstream.brokers.pubsub_resources import limits
 from slipstream.brokers.sqs_resources import lease, visibility
 from slipstream.config import Settings
 from slipstream.runtime import Runtime
+from tests import helpers
 
 URLS = {
     "local": "local:///./queue.db",
@@ -38,8 +39,7 @@ URLS = {
 
 
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    return helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
     )

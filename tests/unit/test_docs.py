@@ -18,6 +18,7 @@ from slipstream.options import BackendOptions
 from slipstream.registry import load_backend
 from slipstream.runtime import Runtime
 from slipstream.stores import STORES
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = "\n".join(
@@ -49,7 +50,7 @@ SCHEMES = sorted({*BROKERS, *STORES} - {"postgres"})  # postgres:// is postgresq
 def routes() -> list[str]:
     """Every route of the OpenAPI description, as a template (the description itself writes
     the dataset routes out once per dataset)."""
-    app = create_app(Runtime(Settings(_env_file=None)))  # type: ignore[call-arg]
+    app = create_app(Runtime(helpers.settings()))
     return sorted(f"{m.upper()} {r.path}" for r in described_routes(app.routes) for m in r.methods)
 
 

@@ -19,6 +19,7 @@ from slipstream.events import EventRows, Rejected
 from slipstream.metrics import Metrics
 from slipstream.stores import Store, WriteResult, create_store
 from slipstream.worker import Worker
+from tests import helpers
 from tests.helpers import eventually, flight_event
 
 CATALOG = load_catalog(None)
@@ -57,8 +58,7 @@ class FailingStore:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    return helpers.settings(
         broker_url=f"local:///{tmp_path / 'q.db'}",
         store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
         lease_seconds=1,

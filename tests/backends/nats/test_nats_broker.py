@@ -28,8 +28,8 @@ from slipstream.brokers.nats import NatsBroker
 from slipstream.brokers.nats_resources import Options, Topic, parse_url
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
-from tests.conftest import free_port, port_open, service_missing
-from tests.nats_server import NatsServer, nats_server
+from tests import helpers
+from tests.services import NatsServer, free_port, nats_server, port_open, service_missing
 
 SERVER = "nats://127.0.0.1:4222"
 DATASET = "flights"
@@ -40,7 +40,7 @@ CONTRACT_LEFTOVER = re.compile(r"^T[0-9A-F]{12}_")
 
 def settings(url: str, **values: Any) -> Settings:
     values = {"lease_seconds": 1, "max_deliveries": 3, **values}
-    return Settings(_env_file=None, broker_url=url, **values)
+    return helpers.settings(broker_url=url, **values)
 
 
 def messages(count: int, prefix: str = "k") -> list[Outgoing]:

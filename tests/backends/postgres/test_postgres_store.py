@@ -17,8 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from slipstream.config import Settings
-from slipstream.datasets import Dataset, DatasetError, FieldSpec, FieldType, load_catalog
+from slipstream.datasets import Dataset, DatasetError, FieldSpec, FieldType
 from slipstream.errors import (
     BackendUnavailable,
     ConfigError,
@@ -28,21 +27,11 @@ from slipstream.errors import (
 from slipstream.events import EventCodec, EventRows, Rejected
 from slipstream.stores import ListQuery, create_store
 from slipstream.stores.postgres import PostgresStore
-from tests.conftest import free_port, port_open, service_missing
+from tests import helpers
 from tests.contracts.backends import POSTGRES_URL
+from tests.services import free_port, port_open, service_missing
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@pytest.fixture
-def flights() -> Dataset:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return dataset
 
 
 @pytest.fixture
@@ -59,7 +48,7 @@ def schema() -> Iterator[str]:
 
 def open_store(schema: str, *, extra: str = "", **values: object) -> PostgresStore:
     url = f"{POSTGRES_URL}?schema={schema}&pool_min=1{extra}"
-    return PostgresStore.from_url(url, settings(store_url=url, **values))
+    return PostgresStore.from_url(url, helpers.settings(store_url=url, **values))
 
 
 @pytest.fixture
@@ -112,7 +101,7 @@ def test_url_parameters() -> None:
         "postgres://app:secret@db.internal:6432/events?schema=analytics&sslmode=require&pool_max=4"
     )
 
-    store = create_store(settings(store_url=url))
+    store = create_store(helpers.settings(store_url=url))
 
     assert isinstance(store, PostgresStore)
     assert store.schema == "analytics"
@@ -134,12 +123,12 @@ def test_url_parameters() -> None:
 )
 def test_bad_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError):
-        create_store(settings(store_url=url))
+        create_store(helpers.settings(store_url=url))
 
 
 async def test_unreachable_server_fails_fast(flights: Dataset) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/test?pool_timeout=1"
-    store = PostgresStore.from_url(url, settings(store_url=url))
+    store = PostgresStore.from_url(url, helpers.settings(store_url=url))
 
     with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1:\d+/test.*refused"):
         await asyncio.wait_for(store.open([flights]), timeout=10)

@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
-from slipstream.config import Settings
 from slipstream.runtime import Runtime
-from tests.conftest import service_missing
+from tests import helpers
 from tests.contracts.backends import STORE_BACKENDS, Backend, selected
 from tests.helpers import wait_until
+from tests.services import service_missing
 
 DATASETS = """
 datasets:
@@ -57,8 +57,7 @@ def reading(n: int, **fields: Any) -> dict[str, Any]:
 def make_client(tmp_path: Path, store_url: str | None = None, **values: Any) -> TestClient:
     datasets = tmp_path / "datasets.yaml"
     datasets.write_text(DATASETS)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=store_url or f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         datasets=datasets,

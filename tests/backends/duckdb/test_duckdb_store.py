@@ -11,21 +11,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from slipstream.config import Settings
-from slipstream.datasets import Dataset, DatasetError, FieldSpec, FieldType, load_catalog
+from slipstream.datasets import Dataset, DatasetError, FieldSpec, FieldType
 from slipstream.errors import BackendUnavailable, TerminalStoreError, TransientStoreError
 from slipstream.events import EventCodec, EventRows
 from slipstream.stores import ListQuery
 from slipstream.stores.duckdb import DuckDBStore
+from tests import helpers
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def flights() -> Dataset:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return dataset
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def url(tmp_path: Path) -> str:
 
 
 def open_store(url: str) -> DuckDBStore:
-    return DuckDBStore.from_url(url, Settings(_env_file=None))
+    return DuckDBStore.from_url(url, helpers.settings())
 
 
 @pytest.fixture
@@ -218,7 +211,7 @@ async def test_reads_do_not_wait_for_the_writer(store: DuckDBStore, flights: Dat
 
 
 def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = helpers.settings()
     store = DuckDBStore.from_url(
         f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1&memory_limit=256MB", settings
     )

@@ -23,8 +23,7 @@ from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import bigquery
 from google.cloud.bigquery.job.base import _error_result_to_exception
 
-from slipstream.config import Settings
-from slipstream.datasets import Dataset, DatasetError, FieldSpec, load_catalog
+from slipstream.datasets import Dataset, DatasetError, FieldSpec
 from slipstream.errors import (
     BackendUnavailable,
     ConfigError,
@@ -38,6 +37,7 @@ from slipstream.stores import bigquery_sql as sql
 from slipstream.stores.bigquery import BigQueryStore
 from slipstream.stores.dialects import BIGQUERY
 from slipstream.stores.reads import Reads
+from tests import helpers
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TARGET = tables.Target("my-project", "events", "EU")
@@ -161,13 +161,6 @@ def job_error(reason: str, message: str = "boom") -> gexc.GoogleAPICallError:
 
 
 @pytest.fixture
-def flights() -> Dataset:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return dataset
-
-
-@pytest.fixture
 def typed(flights: Dataset) -> Dataset:
     extra = (
         FieldSpec(name="ratio", type="float"),
@@ -223,7 +216,7 @@ def merges(client: FakeClient) -> list[str]:
 
 
 def test_url_names_project_dataset_and_optional_location() -> None:
-    settings = Settings(_env_file=None, store_url="bigquery://my-project/events?location=EU")
+    settings = helpers.settings(store_url="bigquery://my-project/events?location=EU")
 
     store = create_store(settings)
 

@@ -16,6 +16,7 @@ from slipstream.brokers import Outgoing
 from slipstream.brokers.local import LocalBroker
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable
+from tests import helpers
 
 TOPIC = "flights"
 
@@ -23,7 +24,7 @@ Opener = Callable[..., AbstractAsyncContextManager[LocalBroker]]
 
 
 def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **{"lease_seconds": 30, **values})  # type: ignore[arg-type]
+    return helpers.settings(**{"lease_seconds": 30, **values})
 
 
 @pytest.fixture
