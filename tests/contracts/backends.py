@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +45,9 @@ class Backend:
     largest_raw: int | None = None
     # Makes the store of `settings`, where the URL alone cannot (an emulator's endpoint).
     store_factory: Callable[[Settings], Store] | None = None
+    # Contract tests the stand-in service cannot pass where the real one does: name -> why.
+    # Each reason is a documented difference of the emulator, never a fault of the backend.
+    emulator_differs: Mapping[str, str] = field(default_factory=dict)
 
     def open_store(self, settings: Settings) -> Store:
         """The store `settings` name, not opened yet."""
@@ -262,6 +265,12 @@ STORE_BACKENDS = [
         bigquery_emulator.unavailable,
         lambda token: drop_bigquery_dataset(f"t_{token}"),
         store_factory=bigquery_store,
+        emulator_differs={
+            "test_an_added_optional_field_becomes_a_column": (
+                "bqemulator's update_table changes the table's metadata only: the column the "
+                "store adds is not there for the MERGE (BigQuery adds it)"
+            ),
+        },
     ),
 ]
 
