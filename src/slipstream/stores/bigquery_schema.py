@@ -275,7 +275,9 @@ def _refuse_malformed_json(
             try:
                 orjson.loads(row[index])
             except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{name!r} of event {row[key]!r} is not valid JSON: {exc}") from exc
+                raise ValueError(
+                    f"{name!r} of event {row[key]!r} is not valid JSON: {exc}"
+                ) from exc
 
 
 def quarantine_batch(rejected: Sequence[Rejected]) -> Batch:
