@@ -6,7 +6,7 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -16,11 +16,15 @@ T = TypeVar("T")
 
 
 def wait_until(
-    check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
+    check: Callable[[], T | Literal[False] | None],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> T:
-    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
+    """Call `check` until it returns something truthy (and return that, so never None or False);
+    fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    last: T = check()
+    last = check()
     while not last:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
@@ -30,7 +34,7 @@ def wait_until(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | Literal[False] | None]],
     timeout: float = 30.0,
     interval: float = 0.05,
     what: str = "condition",

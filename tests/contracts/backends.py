@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ class Backend:
     # Returns None when usable, else why not (the test then skips, or fails in CI).
     unavailable: Callable[[], str | None] = lambda: None
     # Removes what a test made under its token, where closing the backend leaves it behind.
-    cleanup: Callable[[str], Awaitable[None]] | None = None
+    cleanup: Callable[[str], Coroutine[Any, Any, None]] | None = None
     publish_raw: RawPublish | None = None
     # Bytes of the largest message publish_raw gets accepted, where that is not the broker's
     # own `max_message_bytes` (a service that takes more than the broker sends, an emulator).
@@ -157,7 +157,7 @@ async def publish_nats(settings: Settings, dataset: str, bodies: Sequence[bytes]
 
 async def publish_sqs(settings: Settings, dataset: str, bodies: Sequence[bytes]) -> None:
     """boto3, without message attributes: to the topic with SNS, else to the queue."""
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     from slipstream.brokers.sqs_resources import names_for, parse_url
 

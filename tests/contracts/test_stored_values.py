@@ -59,7 +59,7 @@ NEWEST_FIRST = ["r-inf2", "r-inf", "r-late2", "r-late", "r-big2", "r-big1", "r-o
 LATEST = "9999-12-31T23:59:59.999999Z"  # +infinity reads as the latest datetime
 
 
-def insert_sql(table: str, bc: str) -> tuple[str, list[tuple[object, ...]]]:
+def insert_sql(table: str, bc: str) -> tuple[str, list[tuple[str | float | int | None, ...]]]:
     statement = (
         f'INSERT INTO {table} (id, "at", seen, kind, value, count, payload, extra) '
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -95,7 +95,7 @@ def test_api_and_two_workers_lose_nothing_when_one_is_killed(
             assert workers[1].alive(), workers[1].log()
 
             def all_stored() -> bool:
-                return client.get("/v1/datasets").json()["datasets"][0]["rows"] >= events
+                return bool(client.get("/v1/datasets").json()["datasets"][0]["rows"] >= events)
 
             wait_until(all_stored, timeout=120, interval=0.5, what=f"{events} rows in PostgreSQL")
             ids = stored_ids(client)

@@ -21,6 +21,7 @@ from slipstream.brokers import (
     Broker,
     BrokerCapabilities,
     BrokerSettings,
+    IdShape,
     capabilities_for,
     create_broker,
 )
@@ -88,7 +89,7 @@ async def test_the_runtime_asks_no_backlog_of_a_broker_that_declares_it_cannot_c
             raise AssertionError("asked the backlog of a broker that counts none")
 
     uncounted = Uncounted(local, replace(local.capabilities, counts_backlog=False))
-    runtime = Runtime(settings(tmp_path), broker=uncounted, with_worker=False)  # type: ignore[arg-type]
+    runtime = Runtime(settings(tmp_path), broker=uncounted, with_worker=False)
     await runtime.start()
     try:
         await runtime.broker.publish("flights", [])
@@ -99,11 +100,11 @@ async def test_the_runtime_asks_no_backlog_of_a_broker_that_declares_it_cannot_c
 
 @pytest.mark.parametrize(("shape", "status"), [(ROW_ID, 200), (TIMED_ID, 400)])
 def test_the_api_refuses_dead_letter_ids_of_another_shape_than_the_broker_declares(
-    tmp_path: Path, shape: object, status: int
+    tmp_path: Path, shape: IdShape, status: int
 ) -> None:
     local = create_broker(settings(tmp_path))
     declaring = Declaring(local, replace(local.capabilities, dead_letter_ids=shape))
-    runtime = Runtime(settings(tmp_path), broker=declaring, with_worker=False)  # type: ignore[arg-type]
+    runtime = Runtime(settings(tmp_path), broker=declaring, with_worker=False)
     with TestClient(create_app(runtime)) as client:
         answer = client.post("/v1/datasets/flights/deadletter/replay", json={"ids": ["12"]})
     assert answer.status_code == status, answer.text

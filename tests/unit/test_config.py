@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def test_backend_url_errors_never_show_the_password(url: str) -> None:
     from slipstream.brokers import create_broker
     from slipstream.stores import create_store
 
+    create: Callable[[], object]
     if url.startswith("nats"):
         create = partial(create_broker, helpers.settings(broker_url=url))
     else:

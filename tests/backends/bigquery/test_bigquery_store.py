@@ -767,7 +767,11 @@ def test_stats_sql_buckets_groups_and_averages(typed: Dataset) -> None:
         "avg_delay_minutes",
         "avg_ratio",
     )
-    assert [p.type_ for p in sql.query_parameters(bound)] == ["TIMESTAMP", "TIMESTAMP"]
+    params = sql.query_parameters(bound)
+    assert [p.type_ for p in params if isinstance(p, bigquery.ScalarQueryParameter)] == [
+        "TIMESTAMP",
+        "TIMESTAMP",
+    ]
     plain = reads(typed).stats(StatsQuery(bucket="day"))
     assert plain.sql.startswith("SELECT TIMESTAMP_TRUNC(`event_time`, DAY), COUNT(*)")
     assert plain.sql.endswith("GROUP BY 1 ORDER BY 1 NULLS LAST")

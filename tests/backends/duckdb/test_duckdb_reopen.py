@@ -19,7 +19,7 @@ import pytest
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EventCodec, EventRows
-from slipstream.stores import ListQuery, StatsQuery
+from slipstream.stores import ListQuery, StatsQuery, StoreSettings
 from slipstream.stores.duckdb import DuckDBStore
 from slipstream.stores.duckdb_database import is_invalidated
 from tests import helpers
@@ -46,7 +46,7 @@ def rows_of(dataset: Dataset, *ids: int) -> EventRows:
 @pytest.fixture
 async def store(tmp_path: Path, flights: Dataset) -> AsyncIterator[DuckDBStore]:
     instance = DuckDBStore.from_url(
-        f"duckdb:///{tmp_path / 'warehouse.duckdb'}?threads=1", helpers.settings()
+        f"duckdb:///{tmp_path / 'warehouse.duckdb'}?threads=1", StoreSettings.of(helpers.settings())
     )
     await instance.open([flights])
     yield instance

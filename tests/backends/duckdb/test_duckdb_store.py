@@ -13,7 +13,7 @@ import pytest
 
 from slipstream.datasets import Dataset
 from slipstream.events import EventCodec, EventRows
-from slipstream.stores import ListQuery
+from slipstream.stores import ListQuery, StoreSettings
 from slipstream.stores.duckdb import DuckDBStore
 from tests import helpers
 
@@ -26,7 +26,7 @@ def url(tmp_path: Path) -> str:
 
 
 def open_store(url: str) -> DuckDBStore:
-    return DuckDBStore.from_url(url, helpers.settings())
+    return DuckDBStore.from_url(url, StoreSettings.of(helpers.settings()))
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ async def test_reads_do_not_wait_for_the_writer(store: DuckDBStore, flights: Dat
 
 
 def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
-    settings = helpers.settings()
+    settings = StoreSettings.of(helpers.settings())
     store = DuckDBStore.from_url(
         f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1&memory_limit=256MB", settings
     )

@@ -22,7 +22,7 @@ from typing import Any
 import nats
 import pytest
 
-from slipstream.brokers import Delivery, Outgoing, create_broker
+from slipstream.brokers import BrokerSettings, Delivery, Outgoing, create_broker
 from slipstream.brokers import nats as nats_broker
 from slipstream.brokers.nats import NatsBroker
 from slipstream.brokers.nats_resources import Options, Topic, parse_url
@@ -99,7 +99,9 @@ def test_names_follow_prefix_and_dataset() -> None:
 
 
 async def test_an_unreachable_server_is_unavailable_not_a_hang() -> None:
-    broker = NatsBroker.from_url(f"nats://127.0.0.1:{free_port()}", settings("nats://x"))
+    broker = NatsBroker.from_url(
+        f"nats://127.0.0.1:{free_port()}", BrokerSettings.of(settings("nats://x"))
+    )
     start = time.monotonic()
     with pytest.raises(BackendUnavailable, match="cannot connect"):
         await broker.open([DATASET])

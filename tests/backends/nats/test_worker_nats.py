@@ -157,7 +157,7 @@ def test_a_poison_event_and_its_batch_each_end_stored_quarantined_or_dead_letter
     the big one dead-lettered with a reference to the whole, nothing left in the stream."""
     settings = settings_for(names)
     store = Refusing(create_store(settings), "poison-")
-    runtime = Runtime(settings, store=store)  # type: ignore[arg-type]
+    runtime = Runtime(settings, store=store)
     events = [flight_event(i) for i in range(300)]
     nul = flight_event(1000, gate="G" * 900_000 + "\x00")
     with TestClient(create_app(runtime)) as client:

@@ -24,7 +24,7 @@ from slipstream.errors import (
     TerminalStoreError,
 )
 from slipstream.events import EventCodec, EventRows, Rejected
-from slipstream.stores import ListQuery, create_store
+from slipstream.stores import ListQuery, StoreSettings, create_store
 from slipstream.stores.postgres import PostgresStore
 from tests import helpers
 from tests.contracts.backends import POSTGRES_URL
@@ -37,7 +37,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def schema() -> Iterator[str]:
     """A fresh schema name; the schema is dropped after the test."""
     server = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL)
-    if not port_open(str(server.get("host", "127.0.0.1")), int(server.get("port", 5432))):
+    if not port_open(str(server.get("host", "127.0.0.1")), int(server.get("port") or 5432)):
         service_missing("postgres", f"nothing answers at {POSTGRES_URL}")
     name = f"u_{uuid.uuid4().hex[:12]}"
     yield name
@@ -47,7 +47,7 @@ def schema() -> Iterator[str]:
 
 def open_store(schema: str, *, extra: str = "", **values: object) -> PostgresStore:
     url = f"{POSTGRES_URL}?schema={schema}&pool_min=1{extra}"
-    return PostgresStore.from_url(url, helpers.settings(store_url=url, **values))
+    return PostgresStore.from_url(url, StoreSettings.of(helpers.settings(store_url=url, **values)))
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_bad_url_is_a_config_error(url: str) -> None:
 
 async def test_unreachable_server_fails_fast(flights: Dataset) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/test?pool_timeout=1"
-    store = PostgresStore.from_url(url, helpers.settings(store_url=url))
+    store = PostgresStore.from_url(url, StoreSettings.of(helpers.settings(store_url=url)))
 
     with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1:\d+/test.*refused"):
         await asyncio.wait_for(store.open([flights]), timeout=10)

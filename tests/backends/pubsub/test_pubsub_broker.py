@@ -19,17 +19,23 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1
 
-from slipstream.brokers import Delivery, Outgoing, create_broker
+from slipstream.brokers import BrokerSettings, Delivery, Outgoing, create_broker
 from slipstream.brokers.pubsub import PubSubBroker
 from slipstream.brokers.pubsub_messages import (
-    MAX_REQUEST,
     dead_message,
     letter_id,
     letter_order,
     replayable,
     request_size,
 )
-from slipstream.brokers.pubsub_resources import CAPABILITIES, Target, limits, names_for, parse_url
+from slipstream.brokers.pubsub_resources import (
+    CAPABILITIES,
+    MAX_REQUEST,
+    Target,
+    limits,
+    names_for,
+    parse_url,
+)
 from slipstream.config import Settings
 from slipstream.errors import ConfigError, MessageTooLarge
 from tests import helpers
@@ -81,13 +87,16 @@ def test_settings_below_or_above_pubsub_bounds_are_clamped_and_said(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, "slipstream.brokers.pubsub"):
-        low = limits(settings("p", lease_seconds=1, max_deliveries=3))
-        high = limits(settings("p", lease_seconds=3600, max_deliveries=500))
+        low = limits(BrokerSettings.of(settings("p", lease_seconds=1, max_deliveries=3)))
+        high = limits(BrokerSettings.of(settings("p", lease_seconds=3600, max_deliveries=500)))
     assert (low.ack_deadline, low.policy_attempts, low.max_deliveries) == (10, 5, 3)
     assert (high.ack_deadline, high.policy_attempts, high.max_deliveries) == (600, 100, 500)
     assert "using 10 s" in caplog.text
     assert "broker dead-letters earlier itself" in caplog.text
-    assert limits(settings("p", lease_seconds=30, max_deliveries=7)).ack_deadline == 30
+    assert (
+        limits(BrokerSettings.of(settings("p", lease_seconds=30, max_deliveries=7))).ack_deadline
+        == 30
+    )
 
 
 def test_dead_letter_ids_order_by_time_then_message_id() -> None:
@@ -229,7 +238,7 @@ async def test_two_brokers_are_competing_consumers(broker: PubSubBroker, prefix:
         assert len(set(keys)) == len(keys), "a leased message went to the other consumer"
         await broker.ack(DATASET, first)
         await other.ack(DATASET, second)
-        rest = []
+        rest: list[str] = []
         while len(keys) + len(rest) < 50:
             batch = await other.pull(DATASET, 100, wait=2) or await broker.pull(DATASET, 100, 2)
             await broker.ack(DATASET, batch)  # an ack id is good with any client

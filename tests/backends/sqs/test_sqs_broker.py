@@ -23,7 +23,6 @@ from slipstream.brokers import Delivery, Outgoing, create_broker
 from slipstream.brokers.sqs import SqsBroker, _once_each
 from slipstream.brokers.sqs_calls import batches
 from slipstream.brokers.sqs_messages import (
-    MAX_BYTES,
     dead_entry,
     delivery_of,
     entry,
@@ -31,7 +30,7 @@ from slipstream.brokers.sqs_messages import (
     letter_of,
     letter_order,
 )
-from slipstream.brokers.sqs_resources import CAPABILITIES, Target, names_for, parse_url
+from slipstream.brokers.sqs_resources import CAPABILITIES, MAX_BYTES, Target, names_for, parse_url
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from tests import helpers
