@@ -25,7 +25,8 @@ from slipstream.config import Settings, path_from_url
 from slipstream.datasets import load_catalog
 from slipstream.runtime import Runtime
 from slipstream.stores import create_store
-from tests.contracts.backends import Backend
+from tests.contracts.backends import STORE_BACKENDS, Backend, selected
+from tests.services import service_missing
 
 DATASET = """
 datasets:
@@ -90,6 +91,20 @@ def postgres_rows(settings: Settings) -> None:
     conninfo = settings.store_url.split("?")[0]
     with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cursor:
         cursor.executemany(statement.replace("?", "%s"), rows)
+
+
+@pytest.fixture(
+    params=[b for b in selected(STORE_BACKENDS) if b.name in ("duckdb", "postgres")],
+    ids=lambda b: b.name,
+)
+def store_backend(request: pytest.FixtureRequest) -> Backend:
+    """The stores whose columns can hold what no datetime can: BigQuery's TIMESTAMP, like a
+    datetime, holds years 1 to 9999 only, so it has no such rows to read."""
+    backend: Backend = request.param
+    why = backend.unavailable()
+    if why:
+        service_missing(backend.name, why)
+    return backend
 
 
 @pytest.fixture
