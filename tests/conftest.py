@@ -1,33 +1,63 @@
-"""Shared test rules: services are used for real, and their absence is a skip or (in CI) a failure."""
+"""What every test shares: the backend markers, the `flights` dataset, the session services.
+
+Each test of tests/backends/NAME/ is marked NAME, and each contract test run over a backend is
+marked by that backend, so `pytest -m postgres` runs what PostgreSQL alone decides.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
+from pathlib import Path
 
 import pytest
 
-REQUIRE_SERVICES = os.environ.get("SLIPSTREAM_REQUIRE_SERVICES") == "1"
+from slipstream.datasets import Dataset, load_catalog
+from tests import services
+
+BACKENDS = ("local", "nats", "sqs", "pubsub", "duckdb", "postgres", "bigquery")
+TESTS = Path(__file__).parent
 
 
-def service_missing(name: str, why: str) -> None:
-    """Skip the calling test because `name` is absent, or fail when CI requires services."""
-    message = f"{name} is not available: {why}"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (SLIPSTREAM_REQUIRE_SERVICES=1 makes this a failure)")
-    pytest.skip(message)
+def backend_of(item: pytest.Item) -> str | None:
+    """The backend a test runs over: its tests/backends folder, or its contract parameter."""
+    parts = item.path.relative_to(TESTS).parts
+    if parts[0] == "backends" and parts[1] in BACKENDS:
+        return parts[1]
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for value in callspec.params.values():
+        name = str(getattr(value, "name", "")).split("-")[0]  # sqs-direct is SQS
+        if name in BACKENDS:
+            return name
+    return None
 
 
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        backend = backend_of(item)
+        if backend is not None:
+            item.add_marker(backend)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def pytest_sessionfinish() -> None:
+    services.stop_all()
+
+
+@pytest.fixture
+def flights() -> Dataset:
+    """The packaged `flights` dataset, as `SLIPSTREAM_DATASETS` unset gives it."""
+    dataset = load_catalog(None).get("flights")
+    assert dataset is not None
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> str:
+    """moto's endpoint URL (started on first use, for the whole session)."""
+    return services.moto.require()
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> str:
+    """The Pub/Sub emulator's host:port (started on first use, for the whole session)."""
+    return services.pubsub.require()

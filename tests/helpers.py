@@ -6,19 +6,25 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
+
+from slipstream.config import Settings
 
 T = TypeVar("T")
 
 
 def wait_until(
-    check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
+    check: Callable[[], T | Literal[False] | None],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> T:
-    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
+    """Call `check` until it returns something truthy (and return that, so never None or False);
+    fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    last: T = check()
+    last = check()
     while not last:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
@@ -28,7 +34,7 @@ def wait_until(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | Literal[False] | None]],
     timeout: float = 30.0,
     interval: float = 0.05,
     what: str = "condition",
@@ -66,3 +72,8 @@ def flight_event(n: int, prefix: str = "ev", **overrides: object) -> dict[str, o
 def log_lines(stream: io.StringIO) -> list[dict[str, object]]:
     """The JSON log lines written to `stream` (the `captured` fixture)."""
     return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def settings(**values: Any) -> Settings:
+    """Settings of `values` and the environment only: no `.env` or `slipstream.toml` is read."""
+    return Settings(_env_file=None, **values)

@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.conftest import service_missing
+from tests.services import service_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 # Where `make tools` and `make venv` put what they install, before PATH is searched.

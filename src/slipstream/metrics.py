@@ -20,8 +20,14 @@ DEAD_LETTER_REASONS = ("terminal_error", "max_deliveries")
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
         self._request_series: dict[tuple[str, str, int, str], tuple[Counter, Histogram]] = {}
+        self._add_http_series(self.registry)
+        self._add_event_series(self.registry)
+        self._add_worker_series(self.registry)
+        self._add_backend_series(self.registry)
+
+    def _add_http_series(self, r: CollectorRegistry) -> None:
+        """What the API answered, and how fast."""
         self.http_requests = Counter(
             "slipstream_http_requests",
             "HTTP requests answered.",
@@ -35,6 +41,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def _add_event_series(self, r: CollectorRegistry) -> None:
+        """Events on their way: ingested, published, written, quarantined, dead-lettered."""
         self.events_ingested = Counter(
             "slipstream_events_ingested",
             "Events accepted by the API or publish command.",
@@ -78,6 +87,15 @@ class Metrics:
             ["dataset", "reason"],
             registry=r,
         )
+        self.push_messages = Counter(
+            "slipstream_push_messages",
+            "Messages pushed to /push/* by source (pubsub, sns) and outcome.",
+            ["dataset", "source", "outcome"],
+            registry=r,
+        )
+
+    def _add_worker_series(self, r: CollectorRegistry) -> None:
+        """The worker's batches and writes, and how fresh the store is."""
         self.store_errors = Counter(
             "slipstream_store_errors",
             "Failed store writes by class.",
@@ -105,21 +123,18 @@ class Metrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
-        self.push_messages = Counter(
-            "slipstream_push_messages",
-            "Messages pushed to /push/* by source (pubsub, sns) and outcome.",
-            ["dataset", "source", "outcome"],
+        self.inflight = Gauge(
+            "slipstream_worker_inflight_batches",
+            "Batches a worker holds leased right now.",
             registry=r,
         )
+
+    def _add_backend_series(self, r: CollectorRegistry) -> None:
+        """The broker's backlog, and whether each backend answers."""
         self.backlog = Gauge(
             "slipstream_broker_backlog",
             "Messages on the broker not yet acked.",
             ["dataset"],
-            registry=r,
-        )
-        self.inflight = Gauge(
-            "slipstream_worker_inflight_batches",
-            "Batches a worker holds leased right now.",
             registry=r,
         )
         self.backend_up = Gauge(

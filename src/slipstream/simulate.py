@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,70 @@ def planned_events(rate: float, duration: float) -> int:
     return math.ceil(rate * duration - 1e-9)
 
 
+class _Poster:
+    """Posts batches to the run's URL, counting into its summary. A busy server (503/429) gets
+    the same batch again after its Retry-After, while the run has time left."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, summary: SimulationSummary, api_key: str | None
+    ) -> None:
+        self.http = http
+        self.summary = summary
+        self.headers = {"Content-Type": "application/x-ndjson"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.loop = asyncio.get_running_loop()
+        self.start = self.loop.time()
+        self.deadline = self.start + summary.duration
+
+    async def post(self, body: bytes, count: int) -> None:
+        s = self.summary
+        try:
+            while True:
+                s.requests += 1
+                try:
+                    response = await self.http.post(s.url, content=body, headers=self.headers)
+                except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+                    s._fail(count, f"{type(exc).__name__}: {exc}".removesuffix(": "))
+                    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+                        s.stopped = s.last_error
+                    return
+                code = response.status_code
+                if code in (202, 422):  # 422: every event of the batch was invalid (quarantined)
+                    return s._answered(response, count)
+                if code in (429, 503) and await self._waited(response):
+                    continue
+                s._fail(count, f"HTTP {code}: {response.text[:300]}")
+                if 400 <= code < 500 and code not in (408, 429):  # the next batches: the same
+                    s.stopped = s.stopped or s.last_error
+                return
+        except asyncio.CancelledError:
+            s._fail(count, "no answer before the end of the run")
+            raise
+
+    async def _waited(self, response: httpx.Response) -> bool:
+        """Wait out a busy answer's Retry-After; False when the run ends before that."""
+        try:
+            wait = max(0.0, float(response.headers.get("Retry-After", "1")))
+        except ValueError:  # an HTTP date: not worth parsing for a load generator
+            wait = 1.0
+        if self.loop.time() + wait >= self.deadline:
+            return False
+        self.summary.retries += 1
+        await asyncio.sleep(wait)
+        return True
+
+
+def _display(enabled: bool) -> Progress:
+    return Progress(
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        disable=not enabled,
+    )
+
+
 async def run_simulation(
     base_url: str,
     dataset: str,
@@ -117,52 +182,29 @@ async def run_simulation(
     s = SimulationSummary(f"{base_url.rstrip('/')}/v1/datasets/{dataset}/events", rate, duration)
     total = planned_events(rate, duration)
     simulator = simulator or FlightSimulator.ending_by(datetime.now(UTC), total)
-    headers = {"Content-Type": "application/x-ndjson"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
     http = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    deadline = start + duration
+    poster = _Poster(http, s, api_key)
+    per_batch = max(1, min(batch_size, int(rate * _BATCH_INTERVAL)))
+    try:
+        with _display(progress) as display:
+            await _send_all(poster, simulator, total, per_batch, concurrency, display)
+    finally:
+        s.elapsed = poster.loop.time() - poster.start
+        if client is None:
+            await http.aclose()
+    return s
 
-    async def post(body: bytes, count: int) -> None:
-        try:
-            while True:
-                s.requests += 1
-                try:
-                    response = await http.post(s.url, content=body, headers=headers)
-                except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-                    s._fail(count, f"{type(exc).__name__}: {exc}".removesuffix(": "))
-                    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-                        s.stopped = s.last_error
-                    return
-                code = response.status_code
-                if code in (202, 422):  # 422: every event of the batch was invalid (quarantined)
-                    return s._answered(response, count)
-                if code in (429, 503):
-                    try:
-                        wait = max(0.0, float(response.headers.get("Retry-After", "1")))
-                    except ValueError:  # an HTTP date: not worth parsing for a load generator
-                        wait = 1.0
-                    if loop.time() + wait < deadline:
-                        s.retries += 1
-                        await asyncio.sleep(wait)
-                        continue
-                s._fail(count, f"HTTP {code}: {response.text[:300]}")
-                if 400 <= code < 500 and code not in (408, 429):  # the next batches: the same
-                    s.stopped = s.stopped or s.last_error
-                return
-        except asyncio.CancelledError:
-            s._fail(count, "no answer before the end of the run")
-            raise
 
-    display = Progress(
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[stats]}"),
-        disable=not progress,
-    )
+async def _send_all(
+    poster: _Poster,
+    simulator: FlightSimulator,
+    total: int,
+    per_batch: int,
+    concurrency: int,
+    display: Progress,
+) -> None:
+    """Hand `total` events to `poster` at the run's rate, then drain what is still in flight."""
+    s, loop, start, deadline = poster.summary, poster.loop, poster.start, poster.deadline
     bar = display.add_task("simulate", total=total, stats="")
     slots = asyncio.Semaphore(concurrency)
     in_flight: set[asyncio.Task[None]] = set()
@@ -177,38 +219,30 @@ async def run_simulation(
         )
         display.update(bar, completed=s.sent + s.failed, stats=stats)
 
-    per_batch = max(1, min(batch_size, int(rate * _BATCH_INTERVAL)))
     queued = 0
     try:
-        with display:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    while queued < total and s.stopped is None:
-                        await asyncio.sleep(max(0.0, start + queued / rate - loop.time()))
-                        await slots.acquire()
-                        count = min(per_batch, total - queued)
-                        s.events_from = s.events_from or simulator.next_time
-                        events = simulator.next_events(count)
-                        s.events_to = simulator.clock
-                        body = b"".join(orjson.dumps(e, option=_NEWLINE) for e in events)
-                        queued += count
-                        task = asyncio.create_task(post(body, count))
-                        in_flight.add(task)
-                        task.add_done_callback(done)
-            except TimeoutError:
-                pass
-            if in_flight:
-                drain = deadline + _DRAIN_SECONDS - loop.time()
-                _, late = await asyncio.wait(set(in_flight), timeout=drain)
-                for task in late:
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
-            if s.stopped is None:  # the last batch stands for the run's last moments
-                await asyncio.sleep(deadline - loop.time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                while queued < total and s.stopped is None:
+                    await asyncio.sleep(max(0.0, start + queued / s.target_rate - loop.time()))
+                    await slots.acquire()
+                    count = min(per_batch, total - queued)
+                    s.events_from = s.events_from or simulator.next_time
+                    events = simulator.next_events(count)
+                    s.events_to = simulator.clock
+                    body = b"".join(orjson.dumps(e, option=_NEWLINE) for e in events)
+                    queued += count
+                    task = asyncio.create_task(poster.post(body, count))
+                    in_flight.add(task)
+                    task.add_done_callback(done)
+        if in_flight:
+            drain = deadline + _DRAIN_SECONDS - loop.time()
+            _, late = await asyncio.wait(set(in_flight), timeout=drain)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if s.stopped is None:  # the last batch stands for the run's last moments
+            await asyncio.sleep(deadline - loop.time())
     finally:
         for task in in_flight:  # only when the run itself is cancelled
             task.cancel()
-        s.elapsed = loop.time() - start
-        if client is None:
-            await http.aclose()
-    return s

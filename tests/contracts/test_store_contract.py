@@ -21,7 +21,6 @@ from slipstream.stores import (
     QuarantineQuery,
     StatsQuery,
     Store,
-    create_store,
 )
 from tests.contracts.backends import Backend
 
@@ -124,7 +123,7 @@ async def typed_store(
             )
         }
     )
-    instance = create_store(store_backend.settings(tmp_path, token))
+    instance = store_backend.open_store(store_backend.settings(tmp_path, token))
     await instance.open([typed])
     yield instance, typed
     await instance.close()
@@ -502,7 +501,7 @@ async def test_stats_group_on_fields_named_like_their_output(
             )
         }
     )
-    store = create_store(store_backend.settings(tmp_path, dataset.name))
+    store = store_backend.open_store(store_backend.settings(tmp_path, dataset.name))
     await store.open([named])
     try:
         events = [flight(i, bucket=f"b{i % 2}", grp=f"g{i % 3}", n=i) for i in range(12)]

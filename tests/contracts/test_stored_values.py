@@ -25,7 +25,8 @@ from slipstream.config import Settings, path_from_url
 from slipstream.datasets import load_catalog
 from slipstream.runtime import Runtime
 from slipstream.stores import create_store
-from tests.contracts.backends import Backend
+from tests.contracts.backends import STORE_BACKENDS, Backend, selected
+from tests.services import service_missing
 
 DATASET = """
 datasets:
@@ -59,7 +60,7 @@ NEWEST_FIRST = ["r-inf2", "r-inf", "r-late2", "r-late", "r-big2", "r-big1", "r-o
 LATEST = "9999-12-31T23:59:59.999999Z"  # +infinity reads as the latest datetime
 
 
-def insert_sql(table: str, bc: str) -> tuple[str, list[tuple[object, ...]]]:
+def insert_sql(table: str, bc: str) -> tuple[str, list[tuple[str | float | int | None, ...]]]:
     statement = (
         f'INSERT INTO {table} (id, "at", seen, kind, value, count, payload, extra) '
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -90,6 +91,20 @@ def postgres_rows(settings: Settings) -> None:
     conninfo = settings.store_url.split("?")[0]
     with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cursor:
         cursor.executemany(statement.replace("?", "%s"), rows)
+
+
+@pytest.fixture(
+    params=[b for b in selected(STORE_BACKENDS) if b.name in ("duckdb", "postgres")],
+    ids=lambda b: b.name,
+)
+def store_backend(request: pytest.FixtureRequest) -> Backend:
+    """The stores whose columns can hold what no datetime can: BigQuery's TIMESTAMP, like a
+    datetime, holds years 1 to 9999 only, so it has no such rows to read."""
+    backend: Backend = request.param
+    why = backend.unavailable()
+    if why:
+        service_missing(backend.name, why)
+    return backend
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
 from tests.helpers import wait_until
+from tests.services import free_port
 
 
 class ServerProcess:

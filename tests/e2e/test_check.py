@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.e2e.commands import slipstream
 from tests.e2e.harness import ServerProcess
+from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import port_open, service_missing
 from tests.e2e.commands import slipstream
 from tests.e2e.harness import ServerProcess
 from tests.helpers import flight_event, wait_until
+from tests.services import port_open, service_missing
 
 pytestmark = pytest.mark.e2e
 

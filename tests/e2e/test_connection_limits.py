@@ -89,9 +89,11 @@ def test_a_head_that_never_ends_is_closed(quick_to_close: ServerProcess) -> None
     assert read_one(kept_alive).startswith(b"HTTP/1.1 200")
     kept_alive.sendall(b"GET /healthz HTTP/1.1\r\n")
     for sock, trickle in ((silent, b""), (trickling, b"x"), (kept_alive, b"X")):
-        wait_until(
-            lambda s=sock, t=trickle: closed_by_server(s, t), 30, 0.2, "the server to hang up"
-        )
+
+        def hung_up(s: socket.socket = sock, t: bytes = trickle) -> bool:
+            return bool(closed_by_server(s, t))
+
+        wait_until(hung_up, 30, 0.2, "the server to hang up")
         sock.close()
     # A client that is quick enough is still served.
     with connect(quick_to_close) as sock:

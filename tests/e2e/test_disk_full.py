@@ -20,9 +20,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import service_missing
 from tests.e2e.harness import ServerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
+from tests.services import service_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BATCH = 200

@@ -364,8 +364,9 @@ def test_hostile_values_get_clear_answers_and_change_nothing(server: ServerProce
         # What was accepted is stored: every id a 202 named can be read back.
         for event_id in accepted:
             path = f"{EVENTS}/{quote(event_id, safe='')}"
-            wait_until(
-                lambda path=path: client.get(path).status_code == 200,
-                what=f"accepted event {event_id[:40]!r} to be stored",
-            )
+
+            def stored(path: str = path) -> bool:
+                return bool(client.get(path).status_code == 200)
+
+            wait_until(stored, what=f"accepted event {event_id[:40]!r} to be stored")
         assert client.get("/readyz").status_code == 200

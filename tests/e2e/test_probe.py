@@ -14,9 +14,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, service_missing
 from tests.e2e.harness import ServerProcess
 from tests.helpers import flight_event, wait_until
+from tests.services import free_port, service_missing
 
 pytestmark = pytest.mark.e2e
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")

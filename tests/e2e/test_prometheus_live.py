@@ -18,7 +18,6 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
 from tests.e2e.harness import ServerProcess
 from tests.helpers import flight_event, wait_until
 from tests.observability.test_dashboards import (
@@ -28,6 +27,7 @@ from tests.observability.test_dashboards import (
     panels,
     substitute,
 )
+from tests.services import free_port
 from tests.tools import require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

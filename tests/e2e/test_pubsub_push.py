@@ -13,8 +13,7 @@ from google.cloud import pubsub_v1
 
 from tests.e2e.harness import ServerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
-from tests.pubsub_emulator import PROJECT
-from tests.pubsub_emulator import pubsub_emulator as pubsub_emulator  # session fixture
+from tests.services import pubsub
 
 pytestmark = pytest.mark.e2e
 EVENTS = 200
@@ -34,8 +33,8 @@ def push_topic(server: ServerProcess) -> Iterator[str]:
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     name = f"push-{uuid.uuid4().hex[:12]}"
-    topic = publisher.topic_path(PROJECT, name)
-    subscription = subscriber.subscription_path(PROJECT, name)
+    topic = publisher.topic_path(pubsub.project, name)
+    subscription = subscriber.subscription_path(pubsub.project, name)
     publisher.create_topic(request={"name": topic})
     subscriber.create_subscription(
         request={

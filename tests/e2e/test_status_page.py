@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import service_missing
 from tests.e2e.harness import ServerProcess
 from tests.helpers import flight_event, wait_until
+from tests.services import service_missing
 from tests.tools import require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

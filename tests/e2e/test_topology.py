@@ -15,11 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests import moto_server
-from tests.conftest import port_open, service_missing
 from tests.contracts.backends import drop_nats_streams
 from tests.e2e.harness import ServerProcess, WorkerProcess, stored_ids
 from tests.helpers import flight_event, wait_until
+from tests.services import moto, port_open, service_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -32,7 +31,7 @@ def nats_env(token: str) -> dict[str, str]:
 
 
 def sqs_env(token: str) -> dict[str, str]:
-    return {**moto_server.env(), "SLIPSTREAM_BROKER_URL": f"sqs://us-east-1?prefix=topo{token}"}
+    return {**moto.env(), "SLIPSTREAM_BROKER_URL": f"sqs://us-east-1?prefix=topo{token}"}
 
 
 @pytest.fixture
@@ -96,7 +95,7 @@ def test_api_and_two_workers_lose_nothing_when_one_is_killed(
             assert workers[1].alive(), workers[1].log()
 
             def all_stored() -> bool:
-                return client.get("/v1/datasets").json()["datasets"][0]["rows"] >= events
+                return bool(client.get("/v1/datasets").json()["datasets"][0]["rows"] >= events)
 
             wait_until(all_stored, timeout=120, interval=0.5, what=f"{events} rows in PostgreSQL")
             ids = stored_ids(client)

@@ -16,10 +16,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import port_open, service_missing
 from tests.contracts.backends import drop_nats_streams
 from tests.e2e.harness import ServerProcess, WorkerProcess
 from tests.helpers import flight_event, wait_until
+from tests.services import port_open, service_missing
 
 pytestmark = pytest.mark.e2e
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"

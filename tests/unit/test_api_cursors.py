@@ -10,8 +10,8 @@ import orjson
 from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
-from slipstream.config import Settings
 from slipstream.runtime import Runtime
+from tests import helpers
 from tests.helpers import flight_event, wait_until
 
 EVENTS = "/v1/datasets/flights/events"
@@ -21,8 +21,7 @@ AS_READER = {"X-API-Key": "reader-key-1"}
 
 
 def make_client(tmp_path: Path, **values: Any) -> TestClient:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         **values,

@@ -21,6 +21,7 @@ from slipstream.brokers import (
     Broker,
     BrokerCapabilities,
     BrokerSettings,
+    IdShape,
     capabilities_for,
     create_broker,
 )
@@ -28,6 +29,7 @@ from slipstream.brokers.pubsub_resources import limits
 from slipstream.brokers.sqs_resources import lease, visibility
 from slipstream.config import Settings
 from slipstream.runtime import Runtime
+from tests import helpers
 
 URLS = {
     "local": "local:///./queue.db",
@@ -38,8 +40,7 @@ URLS = {
 
 
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    return helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
     )
@@ -88,7 +89,7 @@ async def test_the_runtime_asks_no_backlog_of_a_broker_that_declares_it_cannot_c
             raise AssertionError("asked the backlog of a broker that counts none")
 
     uncounted = Uncounted(local, replace(local.capabilities, counts_backlog=False))
-    runtime = Runtime(settings(tmp_path), broker=uncounted, with_worker=False)  # type: ignore[arg-type]
+    runtime = Runtime(settings(tmp_path), broker=uncounted, with_worker=False)
     await runtime.start()
     try:
         await runtime.broker.publish("flights", [])
@@ -99,11 +100,11 @@ async def test_the_runtime_asks_no_backlog_of_a_broker_that_declares_it_cannot_c
 
 @pytest.mark.parametrize(("shape", "status"), [(ROW_ID, 200), (TIMED_ID, 400)])
 def test_the_api_refuses_dead_letter_ids_of_another_shape_than_the_broker_declares(
-    tmp_path: Path, shape: object, status: int
+    tmp_path: Path, shape: IdShape, status: int
 ) -> None:
     local = create_broker(settings(tmp_path))
     declaring = Declaring(local, replace(local.capabilities, dead_letter_ids=shape))
-    runtime = Runtime(settings(tmp_path), broker=declaring, with_worker=False)  # type: ignore[arg-type]
+    runtime = Runtime(settings(tmp_path), broker=declaring, with_worker=False)
     with TestClient(create_app(runtime)) as client:
         answer = client.post("/v1/datasets/flights/deadletter/replay", json={"ids": ["12"]})
     assert answer.status_code == status, answer.text

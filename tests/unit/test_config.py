@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from slipstream.config import Settings, load_settings, parse_api_keys, path_from_url
+from slipstream.config import load_settings, parse_api_keys, path_from_url
 from slipstream.errors import ConfigError
+from tests import helpers
 
 
 def test_defaults_are_the_embedded_pipeline(
@@ -123,10 +125,11 @@ def test_backend_url_errors_never_show_the_password(url: str) -> None:
     from slipstream.brokers import create_broker
     from slipstream.stores import create_store
 
+    create: Callable[[], object]
     if url.startswith("nats"):
-        create = partial(create_broker, Settings(_env_file=None, broker_url=url))  # type: ignore[call-arg]
+        create = partial(create_broker, helpers.settings(broker_url=url))
     else:
-        create = partial(create_store, Settings(_env_file=None, store_url=url))  # type: ignore[call-arg]
+        create = partial(create_store, helpers.settings(store_url=url))
     with pytest.raises(ConfigError) as caught:
         create()
     assert "s3cret-pw" not in str(caught.value)

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from slipstream.api.cursors import NOT_OURS, Cursors
 from slipstream.api.errors import ApiError
-from slipstream.config import Settings, load_settings
+from slipstream.config import load_settings
 from slipstream.errors import ConfigError
+from tests import helpers
 
 KEY = b"k" * 32
 moments = st.datetimes(timezones=st.just(UTC))
@@ -72,30 +73,32 @@ def test_a_signed_position_of_the_wrong_shape_is_refused() -> None:
         assert NOT_OURS in refusal(cursors, cursors.encode("q", position))
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
-
-
 def test_the_derived_key_is_shared_by_replicas_and_changes_with_the_deployment() -> None:
     store = "postgresql://app@db:5432/events"
-    one = settings(store_url=store, api_keys="reader-key-1:read,ops-key-111:read+admin")
+    one = helpers.settings(store_url=store, api_keys="reader-key-1:read,ops-key-111:read+admin")
     # Another replica: the same settings, written in another order.
-    two = settings(store_url=store, api_keys=" ops-key-111:admin+read , reader-key-1:read")
+    two = helpers.settings(store_url=store, api_keys=" ops-key-111:admin+read , reader-key-1:read")
     assert one.cursor_key() == two.cursor_key()
-    assert settings(store_url=store + "2", api_keys="reader-key-1:read").cursor_key() != (
-        settings(store_url=store, api_keys="reader-key-1:read").cursor_key()
+    assert helpers.settings(store_url=store + "2", api_keys="reader-key-1:read").cursor_key() != (
+        helpers.settings(store_url=store, api_keys="reader-key-1:read").cursor_key()
     )
-    assert settings(store_url=store, api_keys="reader-key-2:read").cursor_key() != (
-        settings(store_url=store, api_keys="reader-key-1:read").cursor_key()
+    assert helpers.settings(store_url=store, api_keys="reader-key-2:read").cursor_key() != (
+        helpers.settings(store_url=store, api_keys="reader-key-1:read").cursor_key()
     )
 
 
 def test_a_cursor_secret_replaces_the_derived_key() -> None:
     secret = "s3cret-s3cret-s3cret"
-    a = settings(cursor_secret=secret, store_url="duckdb:///a.duckdb")
-    b = settings(cursor_secret=secret, store_url="duckdb:///b.duckdb", api_keys="new-key-1:read")
-    assert a.cursor_key() == b.cursor_key() != settings(store_url="duckdb:///a.duckdb").cursor_key()
-    assert settings(cursor_secret="").cursor_secret is None
+    a = helpers.settings(cursor_secret=secret, store_url="duckdb:///a.duckdb")
+    b = helpers.settings(
+        cursor_secret=secret, store_url="duckdb:///b.duckdb", api_keys="new-key-1:read"
+    )
+    assert (
+        a.cursor_key()
+        == b.cursor_key()
+        != helpers.settings(store_url="duckdb:///a.duckdb").cursor_key()
+    )
+    assert helpers.settings(cursor_secret="").cursor_secret is None
 
 
 def test_a_short_cursor_secret_fails_at_start_without_echoing_it() -> None:

@@ -18,6 +18,14 @@ from slipstream.options import BackendOptions
 from slipstream.registry import load_backend
 from slipstream.runtime import Runtime
 from slipstream.stores import STORES
+from tests import helpers
+
+
+def commands_of(app: typer.Typer) -> list[str]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return [command.name or "" for command in group.commands.values()]
+
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = "\n".join(
@@ -49,7 +57,7 @@ SCHEMES = sorted({*BROKERS, *STORES} - {"postgres"})  # postgres:// is postgresq
 def routes() -> list[str]:
     """Every route of the OpenAPI description, as a template (the description itself writes
     the dataset routes out once per dataset)."""
-    app = create_app(Runtime(Settings(_env_file=None)))  # type: ignore[call-arg]
+    app = create_app(Runtime(helpers.settings()))
     return sorted(f"{m.upper()} {r.path}" for r in described_routes(app.routes) for m in r.methods)
 
 
@@ -67,9 +75,7 @@ def test_every_endpoint_is_documented(route: str) -> None:
     ), f"{route} is not in README.md or docs/"
 
 
-@pytest.mark.parametrize(
-    "command", sorted(c.name or "" for c in typer.main.get_command(cli_app).commands.values())
-)  # type: ignore[attr-defined]
+@pytest.mark.parametrize("command", sorted(commands_of(cli_app)))
 def test_every_command_is_documented(command: str) -> None:
     assert f"slipstream {command}" in DOCS
 

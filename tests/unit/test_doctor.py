@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from slipstream.config import Settings
 from slipstream.doctor import _process, server_url
+from tests import helpers
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ from slipstream.doctor import _process, server_url
     ],
 )
 def test_the_server_is_asked_where_a_client_reaches_it(host: str, url: str) -> None:
-    assert server_url(Settings(host=host, port=9000, _env_file=None)) == url  # type: ignore[call-arg]
+    assert server_url(helpers.settings(host=host, port=9000)) == url
 
 
 def test_a_lock_holder_is_named_with_its_command_line() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
@@ -98,14 +98,14 @@ def app_of(client: TestClient) -> SlipstreamAPI:
     return app
 
 
-def send(client: TestClient, method: str, path: str, request: Request) -> httpx.Response:
+def send(client: TestClient, method: str, path: str, request: Request) -> httpx2.Response:
     """`request` to the operation at `path` (its own `url` when it names one), with every scope."""
     arguments = {"url": path, **request}
     arguments["headers"] = {**EVERYTHING, **request.get("headers", {})}
     return client.request(method, **arguments)
 
 
-def conforms(document: dict[str, Any], method: str, path: str, answer: httpx.Response) -> None:
+def conforms(document: dict[str, Any], method: str, path: str, answer: httpx2.Response) -> None:
     """Assert that `answer` is one the operation describes: status, media type, headers, body."""
     where = f"{method.upper()} {answer.request.url} answered {answer.status_code}"
     described = document["paths"][path][method]["responses"].get(str(answer.status_code))

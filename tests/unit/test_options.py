@@ -13,11 +13,11 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from slipstream.brokers import create_broker
-from slipstream.config import Settings
 from slipstream.errors import ConfigError
 from slipstream.stores import create_store
 from slipstream.stores.duckdb import DuckDBStore
 from slipstream.stores.postgres import PostgresStore
+from tests import helpers
 
 SECRET = "s3cret-pw"
 
@@ -25,8 +25,8 @@ SECRET = "s3cret-pw"
 def build(url: str) -> object:
     """The backend `url` names (a broker or a store), made but not opened."""
     if url.startswith(("duckdb:", "postgresql:", "postgres:", "bigquery:")):
-        return create_store(Settings(_env_file=None, store_url=url))  # type: ignore[call-arg]
-    return create_broker(Settings(_env_file=None, broker_url=url))  # type: ignore[call-arg]
+        return create_store(helpers.settings(store_url=url))
+    return create_broker(helpers.settings(broker_url=url))
 
 
 def refusal(url: str) -> str:

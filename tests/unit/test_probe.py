@@ -11,21 +11,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from slipstream.cli import app
-from slipstream.datasets import Dataset, FieldSpec, load_catalog
+from slipstream.datasets import Dataset, FieldSpec
 from slipstream.events import PROBE_ID_PREFIX, EventCodec
 from slipstream.probe.event import build_event, differences, probe_id, same
 from slipstream.probe.metrics import ProbeMetrics
 from slipstream.probe.run import ProbeResult
-from tests.conftest import free_port
+from tests.services import free_port
 
 NOW = datetime(2026, 11, 24, 10, 15, 30, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def flights() -> Dataset:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return dataset
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from slipstream.config import load_settings
-from slipstream.datasets import load_catalog
+from slipstream.datasets import Dataset
 from slipstream.errors import ConfigError
 from slipstream.events import EventCodec
 from slipstream.publish import BadFile, broker_location, parse_file
@@ -17,11 +17,9 @@ from slipstream.registry import shown_url
 from tests.helpers import flight_event
 
 
-@pytest.fixture(scope="module")
-def codec() -> EventCodec:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return EventCodec(dataset)
+@pytest.fixture
+def codec(flights: Dataset) -> EventCodec:
+    return EventCodec(flights)
 
 
 def test_ndjson_rejections_name_the_line_of_the_file(codec: EventCodec) -> None:

@@ -23,9 +23,10 @@ from fastapi.testclient import TestClient
 from slipstream.api.app import create_app
 from slipstream.api.push_access import CLOSED_PUSH, OPEN_PUSH_WARNING
 from slipstream.api.push_sns import SnsVerifier
-from slipstream.config import Settings, load_settings
+from slipstream.config import load_settings
 from slipstream.errors import BackendUnavailable, ConfigError
 from slipstream.runtime import Runtime
+from tests import helpers
 from tests.helpers import flight_event, wait_until
 
 AUDIENCE = "https://slipstream.example.com/push"
@@ -50,8 +51,7 @@ OTHER_KEY = rsa_key()
 
 
 def make_client(tmp_path: Path, **values: Any) -> TestClient:
-    settings = Settings(
-        _env_file=None,
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         **values,

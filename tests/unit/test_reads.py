@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from slipstream.datasets import Dataset, load_catalog
+from slipstream.datasets import Dataset
 from slipstream.stores import ListQuery, StatsQuery
 from slipstream.stores.dialects import BIGQUERY, DUCKDB, POSTGRES, SqlDialect
 from slipstream.stores.reads import SHAPES, Reads, reads_for
@@ -28,13 +26,6 @@ CLICKHOUSE = SqlDialect(
     unique_keys=False,
     param_types={"timestamp": "DateTime64(6, 'UTC')"},
 )
-
-
-@pytest.fixture
-def flights() -> Dataset:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return dataset
 
 
 def test_a_statement_is_built_once_per_shape_and_only_values_change(flights: Dataset) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
-from slipstream.config import Settings
 from slipstream.runtime import Runtime
+from tests import helpers
 from tests.helpers import wait_until
 
 DATASETS = """
@@ -26,8 +26,7 @@ datasets:
 
 def test_rows_past_retention_are_deleted(tmp_path: Path) -> None:
     (tmp_path / "ds.yaml").write_text(DATASETS)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'q.db'}",
         store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
         datasets=tmp_path / "ds.yaml",

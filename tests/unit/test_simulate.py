@@ -15,11 +15,11 @@ import pytest
 from rich.console import Console
 
 from slipstream import simulate
-from slipstream.datasets import load_catalog
+from slipstream.datasets import Dataset
 from slipstream.events import EventCodec, InvalidEvent
 from slipstream.flights import AIRPORTS, FLEETS, OPERATORS, FlightSimulator, block_time
 from slipstream.simulate import SimulationSummary, run_simulation
-from tests.conftest import free_port
+from tests.services import free_port
 
 START = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 AIRCRAFT = r"[A-Z0-9]{4} (N\d{3}[A-Z]{2}|[A-Z]{2}-[A-Z]{3}|[A-Z]-[A-Z]{4})"  # type, registration
@@ -34,11 +34,9 @@ NEXT = {
 }
 
 
-@pytest.fixture(scope="module")
-def codec() -> EventCodec:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return EventCodec(dataset)
+@pytest.fixture
+def codec(flights: Dataset) -> EventCodec:
+    return EventCodec(flights)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from slipstream.events import EventRows, Rejected
 from slipstream.metrics import Metrics
 from slipstream.stores import Store, WriteResult, create_store
 from slipstream.worker import Worker
+from tests import helpers
 from tests.helpers import eventually, flight_event
 
 CATALOG = load_catalog(None)
@@ -57,8 +58,7 @@ class FailingStore:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    return helpers.settings(
         broker_url=f"local:///{tmp_path / 'q.db'}",
         store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
         lease_seconds=1,
@@ -97,7 +97,7 @@ async def test_store_errors_mean_redelivery_and_no_loss(
     broker, store = backends
     failing = FailingStore(store, transient_writes=2)
     metrics = Metrics()
-    worker = Worker(broker, failing, CATALOG, settings, metrics)  # type: ignore[arg-type]
+    worker = Worker(broker, failing, CATALOG, settings, metrics)
     await publish(broker, [flight_event(i) for i in range(120)])
 
     async def all_stored() -> bool:
@@ -114,7 +114,7 @@ async def test_a_poison_event_is_isolated_and_dead_lettered(
 ) -> None:
     broker, store = backends
     metrics = Metrics()
-    worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)  # type: ignore[arg-type]
+    worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)
     await publish(broker, [flight_event(i) for i in range(40)])
 
     async def done() -> bool:
@@ -136,7 +136,7 @@ async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(
     broker, store = backends
     single = settings.model_copy(update={"batch_size": 1})
     failing = FailingStore(store, poison="ev-0000002", poison_error=TransientStoreError)
-    worker = Worker(broker, failing, CATALOG, single, Metrics())  # type: ignore[arg-type]
+    worker = Worker(broker, failing, CATALOG, single, Metrics())
     await publish(broker, [flight_event(i) for i in range(5)])
 
     async def done() -> bool:
@@ -152,7 +152,7 @@ async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(
     # Replaying it once the store accepts it stores it exactly once.
     failing.poison = None
     assert await broker.replay_dead_letters("flights", None) == 1
-    worker = Worker(broker, failing, CATALOG, single, Metrics())  # type: ignore[arg-type]
+    worker = Worker(broker, failing, CATALOG, single, Metrics())
 
     async def replayed() -> bool:
         return (await store.summary(FLIGHTS)).rows == 5
@@ -212,7 +212,7 @@ async def test_a_failed_ack_after_the_commit_loses_and_duplicates_nothing(
     broker, store = backends
     flaky = FlakyAcks(broker, failures=1)
     metrics = Metrics()
-    worker = Worker(flaky, store, CATALOG, settings, metrics)  # type: ignore[arg-type]
+    worker = Worker(flaky, store, CATALOG, settings, metrics)
     await publish(broker, [flight_event(i) for i in range(30)])
 
     async def redelivered_and_acked() -> bool:
@@ -250,7 +250,7 @@ async def test_a_culprit_that_cannot_be_dead_lettered_never_holds_back_its_neigh
     metrics = Metrics()
     refusing = NoDeadLetters(broker)
     failing = FailingStore(store, poison="ev-0000013")
-    worker = Worker(refusing, failing, CATALOG, settings, metrics)  # type: ignore[arg-type]
+    worker = Worker(refusing, failing, CATALOG, settings, metrics)
     await publish(broker, [flight_event(i) for i in range(40)])
 
     async def neighbours_stored_culprit_buried() -> bool:
@@ -282,7 +282,7 @@ async def test_isolating_two_culprits_writes_every_other_message_once(
                 raise TerminalStoreError("cannot store it (injected)")
             return await self.inner.write(dataset, rows, rejected)
 
-    worker = Worker(broker, TwoPoisons(store), CATALOG, settings, metrics)  # type: ignore[arg-type]
+    worker = Worker(broker, TwoPoisons(store), CATALOG, settings, metrics)
     await publish(broker, [flight_event(i) for i in range(40)])
 
     async def done() -> bool:
@@ -325,7 +325,7 @@ async def test_the_worker_resumes_as_soon_as_the_store_answers_again(
     monkeypatch.setattr(worker_module, "_backoff", lambda attempt: 600.0)
     broker, store = backends
     down = DownStore(store)
-    worker = Worker(broker, down, CATALOG, settings, Metrics())  # type: ignore[arg-type]
+    worker = Worker(broker, down, CATALOG, settings, Metrics())
     await publish(broker, [flight_event(i) for i in range(3)])
     task = asyncio.create_task(worker.run())
     try:

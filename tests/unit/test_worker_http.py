@@ -10,16 +10,15 @@ import httpx
 import pytest
 
 from slipstream import worker_http
-from slipstream.config import Settings
 from slipstream.runtime import Runtime
 from slipstream.worker_http import serve_worker_http
-from tests.conftest import free_port
+from tests import helpers
 from tests.helpers import eventually, wait_until
+from tests.services import free_port
 
 
 async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
     )
@@ -65,8 +64,7 @@ def test_silent_clients_are_closed_and_cannot_take_every_thread(
 ) -> None:
     monkeypatch.setattr(worker_http, "MAX_CONNECTIONS", 4)
     monkeypatch.setattr(worker_http._QuietHandler, "timeout", 0.5)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
     )

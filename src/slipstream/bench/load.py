@@ -177,26 +177,35 @@ async def _ingest(job: IngestJob, batches: list[tuple[bytes, int]]) -> IngestRes
 
         await asyncio.gather(*(sender() for _ in range(job.connections)))
         result.post_seconds = time.perf_counter() - start
-        target = result.baseline_rows + result.accepted
-        deadline = time.perf_counter() + job.drain_timeout
-        while True:
-            try:
-                result.rows = await _rows(session, job.url, job.dataset)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                result.error = result.error or f"polling /v1/datasets: {type(exc).__name__}: {exc}"
-            result.total_seconds = time.perf_counter() - start
-            if result.rows >= target:
-                result.complete = result.error is None
-                break
-            if time.perf_counter() > deadline:
-                missing = target - result.rows
-                result.error = result.error or (
-                    f"{missing:,} of {result.accepted:,} accepted events not queryable "
-                    f"{job.drain_timeout:g} s after the last post"
-                )
-                break
-            await asyncio.sleep(POLL_INTERVAL)
+        await _until_queryable(session, job, result, start)
     return result
+
+
+async def _until_queryable(
+    session: aiohttp.ClientSession, job: IngestJob, result: IngestResult, start: float
+) -> None:
+    """Poll the row count until every accepted event is queryable, or the drain timeout."""
+    import aiohttp
+
+    target = result.baseline_rows + result.accepted
+    deadline = time.perf_counter() + job.drain_timeout
+    while True:
+        try:
+            result.rows = await _rows(session, job.url, job.dataset)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result.error = result.error or f"polling /v1/datasets: {type(exc).__name__}: {exc}"
+        result.total_seconds = time.perf_counter() - start
+        if result.rows >= target:
+            result.complete = result.error is None
+            return
+        if time.perf_counter() > deadline:
+            missing = target - result.rows
+            result.error = result.error or (
+                f"{missing:,} of {result.accepted:,} accepted events not queryable "
+                f"{job.drain_timeout:g} s after the last post"
+            )
+            return
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 def run_reads(job: ReadJob) -> ReadResult:

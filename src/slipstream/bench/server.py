@@ -61,7 +61,7 @@ def rss_bytes(pid: int) -> int | None:
     if kib is not None:
         return kib * 1024
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         return int(psutil.Process(pid).memory_info().rss)
     except Exception:  # not installed, or the process is gone

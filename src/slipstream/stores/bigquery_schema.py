@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
@@ -246,6 +247,7 @@ def rows_batch(dataset: Dataset, rows: EventRows) -> Batch:
     for row in rows.rows:
         firsts.setdefault(row[key], row)
     unique = list(firsts.values())
+    _refuse_malformed_json(dataset, rows.columns, unique)
     values = list(zip(*unique, strict=True)) if unique else [() for _ in columns]
     arrays = {n: pa.array(v, type=a) for (n, _, a), v in zip(columns, values, strict=True)}
     first, last = (min(values[time]), max(values[time])) if unique else (None, None)
@@ -254,6 +256,28 @@ def rows_batch(dataset: Dataset, rows: EventRows) -> Batch:
         ScalarQueryParameter("last_time", "TIMESTAMP", last),
     ]
     return Batch(_parquet(arrays), len(unique), params)
+
+
+def _refuse_malformed_json(
+    dataset: Dataset, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Refuse (terminally) a JSON document BigQuery could not parse. The MERGE's PARSE_JSON
+    would fail on it with the same reason as a query the table no longer fits, which is
+    transient: the batch would be retried until it is dead-lettered, a job spent each time."""
+    json_fields = {f.name for f in dataset.fields if f.type == "json"} | {EXTRA_COLUMN}
+    key = columns.index(dataset.key)
+    for index, name in enumerate(columns):
+        if name not in json_fields:
+            continue
+        for row in rows:
+            if row[index] is None:
+                continue
+            try:
+                orjson.loads(row[index])
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{name!r} of event {row[key]!r} is not valid JSON: {exc}"
+                ) from exc
 
 
 def quarantine_batch(rejected: Sequence[Rejected]) -> Batch:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.brokers import Outgoing
+from slipstream.brokers import BrokerSettings, Outgoing
 from slipstream.brokers.local import LocalBroker
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable
+from tests import helpers
 
 TOPIC = "flights"
 
@@ -23,7 +24,7 @@ Opener = Callable[..., AbstractAsyncContextManager[LocalBroker]]
 
 
 def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **{"lease_seconds": 30, **values})  # type: ignore[arg-type]
+    return helpers.settings(**{"lease_seconds": 30, **values})
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def opened(queue_file: Path) -> Opener:
 
     @asynccontextmanager
     async def opener(busy_timeout: float = 5.0) -> AsyncIterator[LocalBroker]:
-        broker = LocalBroker(queue_file, settings(), busy_timeout=busy_timeout)
+        broker = LocalBroker(queue_file, BrokerSettings.of(settings()), busy_timeout=busy_timeout)
         await broker.open([TOPIC])
         try:
             yield broker
@@ -113,7 +114,7 @@ async def test_from_url_resolves_a_relative_path_against_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    broker = LocalBroker.from_url("local:///./data/queue.db", settings())
+    broker = LocalBroker.from_url("local:///./data/queue.db", BrokerSettings.of(settings()))
     assert broker.path == tmp_path / "data" / "queue.db"  # pytest's tmp_path is resolved
     assert broker.path.parent.is_dir()
     await broker.open([TOPIC])

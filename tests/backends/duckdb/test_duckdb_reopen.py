@@ -16,23 +16,16 @@ import duckdb
 import orjson
 import pytest
 
-from slipstream.config import Settings
-from slipstream.datasets import Dataset, load_catalog
+from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EventCodec, EventRows
-from slipstream.stores import ListQuery, StatsQuery
+from slipstream.stores import ListQuery, StatsQuery, StoreSettings
 from slipstream.stores.duckdb import DuckDBStore
 from slipstream.stores.duckdb_database import is_invalidated
+from tests import helpers
 from tests.helpers import eventually
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def flights() -> Dataset:
-    dataset = load_catalog(None).get("flights")
-    assert dataset is not None
-    return dataset
 
 
 def rows_of(dataset: Dataset, *ids: int) -> EventRows:
@@ -53,7 +46,7 @@ def rows_of(dataset: Dataset, *ids: int) -> EventRows:
 @pytest.fixture
 async def store(tmp_path: Path, flights: Dataset) -> AsyncIterator[DuckDBStore]:
     instance = DuckDBStore.from_url(
-        f"duckdb:///{tmp_path / 'warehouse.duckdb'}?threads=1", Settings(_env_file=None)
+        f"duckdb:///{tmp_path / 'warehouse.duckdb'}?threads=1", StoreSettings.of(helpers.settings())
     )
     await instance.open([flights])
     yield instance

@@ -33,10 +33,10 @@ from slipstream.metrics import Metrics
 from slipstream.runtime import Runtime
 from slipstream.stores import Store, WriteResult, create_store
 from slipstream.worker import Worker
-from tests.conftest import port_open, service_missing
+from tests import helpers
 from tests.contracts.backends import POSTGRES_URL, drop_nats_streams, drop_postgres_schema
 from tests.helpers import eventually, flight_event, wait_until
-from tests.nats_server import NatsServer, nats_server
+from tests.services import NatsServer, nats_server, port_open, service_missing
 
 NATS = "nats://127.0.0.1:4222"
 CATALOG = load_catalog(None)
@@ -57,8 +57,7 @@ def names() -> Iterator[str]:
 
 
 def settings_for(name: str, **values: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    return helpers.settings(
         broker_url=f"{NATS}?prefix={name}",
         store_url=f"{POSTGRES_URL}?schema=t_{name}&pool_min=1",
         **{
@@ -158,7 +157,7 @@ def test_a_poison_event_and_its_batch_each_end_stored_quarantined_or_dead_letter
     the big one dead-lettered with a reference to the whole, nothing left in the stream."""
     settings = settings_for(names)
     store = Refusing(create_store(settings), "poison-")
-    runtime = Runtime(settings, store=store)  # type: ignore[arg-type]
+    runtime = Runtime(settings, store=store)
     events = [flight_event(i) for i in range(300)]
     nul = flight_event(1000, gate="G" * 900_000 + "\x00")
     with TestClient(create_app(runtime)) as client:
@@ -210,8 +209,7 @@ async def test_the_worker_resumes_as_soon_as_nats_is_back(
 ) -> None:
     """With a backoff of ten minutes, only the pings can bring the worker back in time."""
     monkeypatch.setattr(worker_module, "_backoff", lambda attempt: 600.0)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=own_server.url,
         store_url=f"duckdb:///{tmp_path / 'w.duckdb'}",
         lease_seconds=2,

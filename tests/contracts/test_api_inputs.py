@@ -4,6 +4,7 @@ silently ignored), and stats take the list's filters. On the embedded broker, ov
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
-from slipstream.config import Settings
 from slipstream.runtime import Runtime
-from tests.conftest import service_missing
+from tests import helpers
 from tests.contracts.backends import STORE_BACKENDS, Backend, selected
 from tests.helpers import wait_until
+from tests.services import service_missing
 
 DATASETS = """
 datasets:
@@ -54,17 +55,19 @@ def reading(n: int, **fields: Any) -> dict[str, Any]:
     }
 
 
-def make_client(tmp_path: Path, store_url: str | None = None, **values: Any) -> TestClient:
+def make_client(
+    tmp_path: Path, store_url: str | None = None, backend: Backend | None = None, **values: Any
+) -> TestClient:
     datasets = tmp_path / "datasets.yaml"
     datasets.write_text(DATASETS)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=store_url or f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         datasets=datasets,
         **values,
     )
-    return TestClient(create_app(Runtime(settings)), raise_server_exceptions=False)
+    store = backend.open_store(settings) if backend is not None else None
+    return TestClient(create_app(Runtime(settings, store=store)), raise_server_exceptions=False)
 
 
 @pytest.fixture(params=selected(STORE_BACKENDS), ids=lambda b: b.name)
@@ -73,9 +76,12 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     why = backend.unavailable()
     if why:
         service_missing(backend.name, why)
-    store_url = backend.settings(tmp_path, uuid.uuid4().hex[:12]).store_url
-    with make_client(tmp_path, store_url) as test_client:
+    token = uuid.uuid4().hex[:12]
+    store_url = backend.settings(tmp_path, token).store_url
+    with make_client(tmp_path, store_url, backend) as test_client:
         yield test_client
+    if backend.cleanup is not None:
+        asyncio.run(backend.cleanup(token))
 
 
 def error_of(answer: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The sqs:// broker against moto over real HTTP (tests/moto_server.py starts it).
+"""The sqs:// broker against moto over real HTTP (tests/services.py starts it).
 
 What the shared contract (tests/contracts) cannot see: the resources and their settings (redrive
 policy, queue policy, raw delivery), the bytes on the wire, SNS really fanning out to the queue,
@@ -23,7 +23,6 @@ from slipstream.brokers import Delivery, Outgoing, create_broker
 from slipstream.brokers.sqs import SqsBroker, _once_each
 from slipstream.brokers.sqs_calls import batches
 from slipstream.brokers.sqs_messages import (
-    MAX_BYTES,
     dead_entry,
     delivery_of,
     entry,
@@ -31,12 +30,12 @@ from slipstream.brokers.sqs_messages import (
     letter_of,
     letter_order,
 )
-from slipstream.brokers.sqs_resources import CAPABILITIES, Target, names_for, parse_url
+from slipstream.brokers.sqs_resources import CAPABILITIES, MAX_BYTES, Target, names_for, parse_url
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
-from tests.conftest import free_port
+from tests import helpers
 from tests.contracts.backends import quickest
-from tests.moto_server import moto_server as moto_server  # session fixture
+from tests.services import free_port
 
 DATASET = "flights"
 
@@ -44,7 +43,7 @@ DATASET = "flights"
 def settings(prefix: str, sns: bool = True, **values: Any) -> Settings:
     values = {**quickest(CAPABILITIES), **values}  # 2 s: two whole seconds
     url = f"sqs://us-east-1?prefix={prefix}&sns={'true' if sns else 'false'}"
-    return Settings(_env_file=None, broker_url=url, **values)  # type: ignore[call-arg]
+    return helpers.settings(broker_url=url, **values)
 
 
 def received(body: str, attributes: dict[str, str], count: int = 1) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from slipstream.brokers import Broker, Delivery, Outgoing
 from slipstream.brokers.nats_messages import PUBLISHED
 from slipstream.config import Settings
 from slipstream.runtime import Runtime
-from tests.conftest import service_missing
+from tests import helpers
 from tests.contracts.backends import BROKER_BACKENDS, Backend, drop_nats_streams, selected
+from tests.services import service_missing
 
 LIST = "/v1/datasets/flights/deadletter"
 REPLAY = "/v1/datasets/flights/deadletter/replay"
@@ -37,8 +38,7 @@ class Api:
 
 
 def make_api(tmp_path: Path, broker_url: str) -> TestClient:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=broker_url,
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         lease_seconds=10,
@@ -159,7 +159,7 @@ def test_a_dead_letter_with_a_producer_time_out_of_range_is_listed_with_the_brok
             portal.call(bury_one)
             (item,) = listed(client)
             # The producer's time is ignored for the one NATS stored the message at.
-            published = datetime.fromisoformat(item["published_at"])
+            published = datetime.fromisoformat(str(item["published_at"]))
             assert abs(published - datetime.now(UTC)) < timedelta(hours=1)
             assert item["dead_at"] is not None
     finally:

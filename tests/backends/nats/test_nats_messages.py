@@ -21,10 +21,10 @@ import pytest
 from slipstream.brokers import Delivery, Outgoing, create_broker
 from slipstream.brokers.nats import NatsBroker
 from slipstream.brokers.nats_resources import Topic
-from slipstream.config import Settings
 from slipstream.errors import MessageTooLarge
-from tests.conftest import port_open, service_missing
+from tests import helpers
 from tests.contracts.backends import drop_nats_streams
+from tests.services import port_open, service_missing
 
 SERVER = "nats://127.0.0.1:4222"
 DATASET = "flights"
@@ -41,8 +41,7 @@ async def prefix() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def broker(prefix: str) -> AsyncIterator[NatsBroker]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = helpers.settings(
         broker_url=f"{SERVER}?prefix={prefix}",
         lease_seconds=1,
         max_deliveries=3,

@@ -1,4 +1,4 @@
-"""The pubsub:// broker against the Pub/Sub emulator (tests/pubsub_emulator.py starts it).
+"""The pubsub:// broker against the Pub/Sub emulator (tests/services.py starts it).
 
 What the shared contract (tests/contracts) cannot see: the attributes on the wire, the resources
 and their settings, two brokers as competing consumers, Pub/Sub's own dead letter policy, the
@@ -19,30 +19,36 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1
 
-from slipstream.brokers import Delivery, Outgoing, create_broker
+from slipstream.brokers import BrokerSettings, Delivery, Outgoing, create_broker
 from slipstream.brokers.pubsub import PubSubBroker
 from slipstream.brokers.pubsub_messages import (
-    MAX_REQUEST,
     dead_message,
     letter_id,
     letter_order,
     replayable,
     request_size,
 )
-from slipstream.brokers.pubsub_resources import CAPABILITIES, Target, limits, names_for, parse_url
+from slipstream.brokers.pubsub_resources import (
+    CAPABILITIES,
+    MAX_REQUEST,
+    Target,
+    limits,
+    names_for,
+    parse_url,
+)
 from slipstream.config import Settings
 from slipstream.errors import ConfigError, MessageTooLarge
+from tests import helpers
 from tests.contracts.backends import quickest
-from tests.pubsub_emulator import PROJECT
-from tests.pubsub_emulator import pubsub_emulator as pubsub_emulator  # session fixture
+from tests.services import pubsub
 
 DATASET = "flights"
 
 
 def settings(prefix: str, **values: Any) -> Settings:
     values = {**quickest(CAPABILITIES), **values}  # Pub/Sub's floors: 10 s, 5 deliveries
-    url = f"pubsub://{PROJECT}?prefix={prefix}"
-    return Settings(_env_file=None, broker_url=url, **values)  # type: ignore[call-arg]
+    url = f"pubsub://{pubsub.project}?prefix={prefix}"
+    return helpers.settings(broker_url=url, **values)
 
 
 # --- without the emulator -----------------------------------------------------------------
@@ -81,13 +87,16 @@ def test_settings_below_or_above_pubsub_bounds_are_clamped_and_said(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, "slipstream.brokers.pubsub"):
-        low = limits(settings("p", lease_seconds=1, max_deliveries=3))
-        high = limits(settings("p", lease_seconds=3600, max_deliveries=500))
+        low = limits(BrokerSettings.of(settings("p", lease_seconds=1, max_deliveries=3)))
+        high = limits(BrokerSettings.of(settings("p", lease_seconds=3600, max_deliveries=500)))
     assert (low.ack_deadline, low.policy_attempts, low.max_deliveries) == (10, 5, 3)
     assert (high.ack_deadline, high.policy_attempts, high.max_deliveries) == (600, 100, 500)
     assert "using 10 s" in caplog.text
     assert "broker dead-letters earlier itself" in caplog.text
-    assert limits(settings("p", lease_seconds=30, max_deliveries=7)).ack_deadline == 30
+    assert (
+        limits(BrokerSettings.of(settings("p", lease_seconds=30, max_deliveries=7))).ack_deadline
+        == 30
+    )
 
 
 def test_dead_letter_ids_order_by_time_then_message_id() -> None:
@@ -100,7 +109,7 @@ def test_dead_letter_ids_order_by_time_then_message_id() -> None:
 def test_a_letter_near_the_request_limit_keeps_the_head_of_its_data_and_a_reference() -> None:
     """The emulator delivers nothing over 4 MiB (docs/backends/pubsub.md), so letters of
     messages near Pub/Sub's 10 MB are sized here, as the client library counts them."""
-    topic = f"projects/{PROJECT}/topics/p-flights-dlq"
+    topic = f"projects/{pubsub.project}/topics/p-flights-dlq"
     data = b"z" * (MAX_REQUEST - 200)  # fitted as a message, not with a letter's attributes
     delivery = Delivery("ack-1", "k-1", data, 3, 1_700_000_000.0, {"request_id": "r-1"})
     letter, attributes = dead_message(topic, DATASET, delivery, "why " * 1000, 3)
@@ -124,7 +133,7 @@ def test_a_dead_letter_too_big_to_publish_again_is_left_out_of_a_replay() -> Non
         message = types.PubsubMessage(data=b"z" * size, message_id=message_id)
         return types.ReceivedMessage(ack_id=f"ack-{message_id}", message=message)
 
-    topic = f"projects/{PROJECT}/topics/p-flights"
+    topic = f"projects/{pubsub.project}/topics/p-flights"
     items = [letter("1", MAX_REQUEST - 80), letter("2", 10)]
     assert [item.message.message_id for item, _ in replayable(topic, DATASET, items)] == ["2"]
 
@@ -171,7 +180,7 @@ async def pull_all(broker: PubSubBroker, count: int, within: float = 30) -> list
 async def test_resources_are_created_with_the_lease_and_the_policies(
     broker: PubSubBroker, prefix: str, subscriber: Any
 ) -> None:
-    names = names_for(Target(PROJECT, prefix), DATASET)
+    names = names_for(Target(pubsub.project, prefix), DATASET)
     main = subscriber.get_subscription(request={"subscription": names.subscription})
     assert main.topic == names.topic
     assert main.ack_deadline_seconds == 10
@@ -200,7 +209,7 @@ async def test_attributes_on_the_wire_carry_dataset_and_event_id(
     broker: PubSubBroker, prefix: str, subscriber: Any
 ) -> None:
     await broker.publish(DATASET, [Outgoing("ev-1", b"{}", {"source": "test"})])
-    names = names_for(Target(PROJECT, prefix), DATASET)
+    names = names_for(Target(pubsub.project, prefix), DATASET)
     request = {"subscription": names.subscription, "max_messages": 10}
     response = subscriber.pull(request=request, timeout=5)
     [item] = response.received_messages
@@ -229,7 +238,7 @@ async def test_two_brokers_are_competing_consumers(broker: PubSubBroker, prefix:
         assert len(set(keys)) == len(keys), "a leased message went to the other consumer"
         await broker.ack(DATASET, first)
         await other.ack(DATASET, second)
-        rest = []
+        rest: list[str] = []
         while len(keys) + len(rest) < 50:
             batch = await other.pull(DATASET, 100, wait=2) or await broker.pull(DATASET, 100, 2)
             await broker.ack(DATASET, batch)  # an ack id is good with any client

@@ -22,14 +22,14 @@ from typing import Any
 import nats
 import pytest
 
-from slipstream.brokers import Delivery, Outgoing, create_broker
+from slipstream.brokers import BrokerSettings, Delivery, Outgoing, create_broker
 from slipstream.brokers import nats as nats_broker
 from slipstream.brokers.nats import NatsBroker
 from slipstream.brokers.nats_resources import Options, Topic, parse_url
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
-from tests.conftest import free_port, port_open, service_missing
-from tests.nats_server import NatsServer, nats_server
+from tests import helpers
+from tests.services import NatsServer, free_port, nats_server, port_open, service_missing
 
 SERVER = "nats://127.0.0.1:4222"
 DATASET = "flights"
@@ -40,7 +40,7 @@ CONTRACT_LEFTOVER = re.compile(r"^T[0-9A-F]{12}_")
 
 def settings(url: str, **values: Any) -> Settings:
     values = {"lease_seconds": 1, "max_deliveries": 3, **values}
-    return Settings(_env_file=None, broker_url=url, **values)
+    return helpers.settings(broker_url=url, **values)
 
 
 def messages(count: int, prefix: str = "k") -> list[Outgoing]:
@@ -99,7 +99,9 @@ def test_names_follow_prefix_and_dataset() -> None:
 
 
 async def test_an_unreachable_server_is_unavailable_not_a_hang() -> None:
-    broker = NatsBroker.from_url(f"nats://127.0.0.1:{free_port()}", settings("nats://x"))
+    broker = NatsBroker.from_url(
+        f"nats://127.0.0.1:{free_port()}", BrokerSettings.of(settings("nats://x"))
+    )
     start = time.monotonic()
     with pytest.raises(BackendUnavailable, match="cannot connect"):
         await broker.open([DATASET])

@@ -1,0 +1,102 @@
+"""DuckDB-only behaviour: paths and settings in the URL, reads beside the writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from slipstream.datasets import Dataset
+from slipstream.events import EventCodec, EventRows
+from slipstream.stores import ListQuery, StoreSettings
+from slipstream.stores.duckdb import DuckDBStore
+from tests import helpers
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"duckdb:///{tmp_path / 'nested' / 'warehouse.duckdb'}"
+
+
+def open_store(url: str) -> DuckDBStore:
+    return DuckDBStore.from_url(url, StoreSettings.of(helpers.settings()))
+
+
+@pytest.fixture
+async def store(url: str, flights: Dataset) -> AsyncIterator[DuckDBStore]:
+    instance = open_store(url)
+    await instance.open([flights])
+    yield instance
+    await instance.close()
+
+
+def rows_of(dataset: Dataset, *events: dict[str, object]) -> EventRows:
+    messages = [(str(e["id"]), orjson.dumps(e), T0) for e in events]
+    rows, rejected = EventCodec(dataset).decode(messages)
+    assert not rejected
+    return rows
+
+
+def event(i: int, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "id": f"ev-{i}",
+        "flight_id": f"LA{i}",
+        "status": "landed",
+        "event_time": (T0 + timedelta(minutes=i)).isoformat(),
+    }
+    return base | fields
+
+
+async def test_url_makes_parent_directories(url: str, tmp_path: Path, flights: Dataset) -> None:
+    store = open_store(url)
+    await store.open([flights])
+    await store.close()
+
+    assert (tmp_path / "nested" / "warehouse.duckdb").is_file()
+
+
+async def test_memory_url(flights: Dataset) -> None:
+    store = open_store("duckdb:///:memory:")
+    await store.open([flights])
+    try:
+        assert (await store.write(flights, rows_of(flights, event(1)), [])).inserted == 1
+        assert await store.get(flights, "ev-1") is not None
+    finally:
+        await store.close()
+
+
+async def test_reads_do_not_wait_for_the_writer(store: DuckDBStore, flights: Dataset) -> None:
+    await store.write(flights, rows_of(flights, event(1)), [])
+    gate = threading.Event()
+    # Hold the writer thread, queue a write behind it, then read.
+    blocker = asyncio.get_running_loop().run_in_executor(store._writer_pool, gate.wait, 30)
+    pending = asyncio.ensure_future(store.write(flights, rows_of(flights, event(2)), []))
+    try:
+        got = await asyncio.wait_for(store.get(flights, "ev-1"), timeout=10)
+        listed = await asyncio.wait_for(store.list(flights, ListQuery()), timeout=10)
+        assert not pending.done()
+    finally:
+        gate.set()
+    await blocker
+
+    assert got is not None
+    assert [row["id"] for row in listed] == ["ev-1"]
+    assert (await pending).inserted == 1
+
+
+def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
+    settings = StoreSettings.of(helpers.settings())
+    store = DuckDBStore.from_url(
+        f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1&memory_limit=256MB", settings
+    )
+    assert store.path == str(tmp_path / "w.duckdb")
+    assert store._config == {"threads": 1, "memory_limit": "256MB"}
+    default = DuckDBStore.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}", settings)
+    assert default._config["threads"] >= 1
