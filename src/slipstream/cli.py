@@ -116,6 +116,7 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
 
     from slipstream.api.app import create_app
     from slipstream.api.protocol import bounded_protocol
+    from slipstream.serving import TunedServer
 
     configure_observability(settings)
     runtime = _runtime(settings, with_api=True, with_worker=with_worker)
@@ -134,18 +135,18 @@ def _serve(settings: Settings, *, with_worker: bool) -> None:
         lines.append("[bold yellow]Access     OPEN: no SLIPSTREAM_API_KEYS set[/]")
     console.print(Panel("\n".join(lines), title="slipstream", expand=False), highlight=False)
     config = uvicorn.Config(
-        create_app(runtime, server_process=True),
+        create_app(runtime),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,  # RequestContext logs one line per request instead
+        access_log=False,  # the request pipeline logs one line per request instead
         log_config=None,  # uvicorn's own lines go through our handler
         timeout_graceful_shutdown=int(settings.lease_seconds),
         # Bounds on the head's size and time, and on connections: api/protocol.py.
         http=bounded_protocol(settings),
         ws="none",  # no WebSocket routes: an upgrade request is answered as plain HTTP
     )
-    uvicorn.Server(config).run()
+    TunedServer(config).run()
 
 
 @app.command()

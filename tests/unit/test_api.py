@@ -12,23 +12,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slipstream.api.app import create_app
-from slipstream.config import Settings
 from slipstream.errors import MessageTooLarge
 from slipstream.runtime import Runtime
-from tests.helpers import flight_event, wait_until
+from tests.helpers import flight_event, settings, wait_until
 
 KEYS = "reader-key-1:read,ingest-key-1:ingest,admin-key-11:admin,all-key-111:read+ingest+admin"
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
-def make_client(tmp_path: Path, **values: object) -> TestClient:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+def make_client(tmp_path: Path, **values: Any) -> TestClient:
+    configured = settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         **values,
     )
-    return TestClient(create_app(Runtime(settings)))
+    return TestClient(create_app(Runtime(configured)))
 
 
 @pytest.fixture

@@ -17,20 +17,17 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp
 
 from slipstream import logs
 from slipstream.api.app import create_app
-from slipstream.api.tracing import (
-    RequestContext,
-    message_attributes,
-    new_request_id,
-    valid_request_id,
-)
+from slipstream.api.pipeline import RequestPipeline
+from slipstream.api.tracing import message_attributes, new_request_id, valid_request_id
 from slipstream.config import Settings
+from slipstream.metrics import Metrics
 from slipstream.otel import parse_traceparent
 from slipstream.runtime import Runtime
 from tests.helpers import flight_event, log_lines
@@ -167,7 +164,7 @@ async def test_concurrent_requests_each_see_their_own_id(captured: io.StringIO) 
         logging.getLogger("slipstream.test").info("inside")
         return PlainTextResponse(f"{logs.request_id.get()} {message_attributes()['request_id']}")
 
-    app = RequestContext(Starlette(routes=[Route("/v1/datasets/{ds}/echo", echo)]))
+    app = pipeline(Starlette(routes=[Route("/v1/datasets/{ds}/echo", echo)]))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         answers = await asyncio.gather(
@@ -198,29 +195,35 @@ async def test_concurrent_requests_each_see_their_own_id(captured: io.StringIO) 
     assert isinstance(line["duration_ms"], float)
 
 
-async def test_an_unhandled_error_is_logged_with_the_request_id(captured: io.StringIO) -> None:
+async def test_an_unhandled_error_is_answered_and_logged_with_the_request_id(
+    captured: io.StringIO,
+) -> None:
     async def boom(request: Request) -> PlainTextResponse:
         raise RuntimeError("boom")
 
-    async def unexpected(request: Request, exc: Exception) -> PlainTextResponse:
-        # As the API's own handler does: it runs outside every middleware.
-        logging.getLogger("slipstream.api").error("unhandled error", exc_info=exc)
-        return PlainTextResponse("internal", 500)
-
-    app = Starlette(
-        routes=[Route("/boom", boom)],
-        middleware=[Middleware(RequestContext)],
-        exception_handlers={Exception: unexpected},
-    )
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    metrics = Metrics()
+    app = pipeline(Router(routes=[Route("/boom", boom)]), metrics)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         answer = await client.get("/boom", headers={"X-Request-ID": "req-boom"})
 
     assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "internal"
+    assert answer.headers["x-request-id"] == "req-boom"
+    assert answer.headers["x-content-type-options"] == "nosniff"
     by_logger = {line["logger"]: line for line in log_lines(captured)}
     assert by_logger["slipstream.access"]["status"] == 500
     assert by_logger["slipstream.api"]["request_id"] == "req-boom"
     assert "RuntimeError: boom" in str(by_logger["slipstream.api"]["exception"])
+    counted = metrics.registry.get_sample_value(
+        "slipstream_http_requests_total",
+        {"route": "/boom", "method": "GET", "code": "500", "dataset": ""},
+    )
+    assert counted == 1
+
+
+def pipeline(app: ASGIApp, metrics: Metrics | None = None) -> RequestPipeline:
+    return RequestPipeline(app, metrics=metrics or Metrics(), datasets=frozenset({"one"}))
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""GET by id answers the same whether the short path or the framework's route serves it."""
+"""GET by id: a route served without FastAPI's dependency solver, answering like every route.
+
+It runs inside the app's one request pipeline, is authorised by the same function and its errors
+are rendered by the same function as every route; these tests hold it to that, beside a route
+FastAPI serves in full (`GET /v1/datasets`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,21 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from starlette.responses import Response
 
-from slipstream.api.point_reads import PointReads
+from slipstream.api.app import SlipstreamAPI
+from slipstream.api.deps import ReadDataset
+from slipstream.api.pipeline import RequestPipeline
+from slipstream.api.point_reads import PointReadRoute
 from slipstream.api.tracing import valid_request_id
 from tests.helpers import flight_event, log_lines, wait_until
 from tests.unit.test_api import KEYS, make_client
 from tests.unit.test_logs import TRACE, TRACEPARENT
 
 URL = "/v1/datasets/flights/events/"
+Headers = list[tuple[str, str]]
 
 
 @pytest.fixture
@@ -25,30 +36,18 @@ def secured(tmp_path: Path) -> Iterator[TestClient]:
         event = flight_event(7)
         headers = {"X-API-Key": "all-key-111"}
         assert client.post("/v1/datasets/flights/events", json=event, headers=headers).is_success
-        wait_until(lambda: client.get(URL + event["id"], headers=headers).status_code == 200)
+        wait_until(lambda: client.get(URL + str(event["id"]), headers=headers).status_code == 200)
         yield client
 
 
-def served_by_short_path(
-    client: TestClient, path: str, headers: dict[str, str] | list[tuple[str, str]]
-) -> bool:
-    """Whether PointReads answered: it marks the scope with its own route object."""
-    seen: list[object] = []
-    app = client.app
-    original = PointReads._target
-
-    def spy(self: PointReads, scope: dict[str, object]) -> tuple[str, str] | None:
-        target = original(self, scope)  # type: ignore[arg-type]
-        seen.append(target)
-        return target
-
-    PointReads._target = spy  # type: ignore[method-assign]
-    try:
-        client.get(path, headers=headers)
-    finally:
-        PointReads._target = original  # type: ignore[method-assign]
-    assert app is client.app
-    return seen[-1] is not None
+def test_the_app_is_one_pipeline_around_the_router(secured: TestClient) -> None:
+    app = secured.app
+    assert isinstance(app, SlipstreamAPI)
+    stack = app.middleware_stack
+    assert isinstance(stack, RequestPipeline)
+    assert stack.app is app.router
+    routes = [r for r in app.router.routes if isinstance(r, PointReadRoute)]
+    assert [r.path for r in routes] == ["/v1/datasets/{ds}/events/{event_id:path}"]
 
 
 @pytest.mark.parametrize(
@@ -64,19 +63,17 @@ def served_by_short_path(
         ({"X-API-Key": "ingest-key-1"}, 403),
     ],
 )
-def test_keys_and_scopes_match_the_route(
+def test_keys_and_scopes_match_every_route(
     secured: TestClient, headers: dict[str, str], status: int
 ) -> None:
-    event_id = flight_event(7)["id"]
-    short = secured.get(URL + event_id, headers=headers)
-    # A trace to continue sends the request through the framework's stack.
-    framework = secured.get(URL + event_id, headers={**headers, "traceparent": TRACEPARENT})
-    assert short.status_code == status
-    assert (short.status_code, short.json()) == (framework.status_code, framework.json())
-    assert served_by_short_path(secured, URL + event_id, headers) == (status == 200)
+    by_id = secured.get(URL + str(flight_event(7)["id"]), headers=headers)
+    listed = secured.get("/v1/datasets", headers=headers)
+    assert (by_id.status_code, listed.status_code) == (status, status)
+    if status != 200:
+        assert by_id.json() == listed.json()
+        assert by_id.headers.get("www-authenticate") == listed.headers.get("www-authenticate")
 
 
-Headers = list[tuple[str, str]]
 BEARER_READER = ("Authorization", "Bearer reader-key-1")
 AMBIGUOUS = "with different values; send one"
 
@@ -99,10 +96,9 @@ AMBIGUOUS = "with different values; send one"
 def test_repeated_credentials_get_one_answer_on_every_path(
     secured: TestClient, headers: Headers, status: int
 ) -> None:
-    event_id = flight_event(7)["id"]
+    event_id = str(flight_event(7)["id"])
     answers = [
-        secured.get(URL + event_id, headers=headers),  # the short path
-        # A trace to continue sends a read by id through the framework's route.
+        secured.get(URL + event_id, headers=headers),
         secured.get(URL + event_id, headers=[*headers, ("traceparent", TRACEPARENT)]),
         secured.get("/v1/datasets", headers=headers),
     ]
@@ -110,31 +106,30 @@ def test_repeated_credentials_get_one_answer_on_every_path(
     if status == 401:
         assert answers[0].json() == answers[1].json() == answers[2].json()
         assert AMBIGUOUS in answers[0].json()["error"]["message"]
-    assert served_by_short_path(secured, URL + event_id, headers) == (status == 200)
 
 
 def test_an_open_api_refuses_repeated_credentials_too(tmp_path: Path) -> None:
     with make_client(tmp_path) as client:
         event = flight_event(8)
         client.post("/v1/datasets/flights/events", json=event)
-        wait_until(lambda: client.get(URL + event["id"]).status_code == 200)
+        wait_until(lambda: client.get(URL + str(event["id"])).status_code == 200)
         twice = [BEARER_READER, ("Authorization", "Bearer another-1")]
-        short = client.get(URL + event["id"], headers=twice)
-        framework = client.get(URL + event["id"], headers=[*twice, ("traceparent", TRACEPARENT)])
-        assert (short.status_code, short.json()) == (framework.status_code, framework.json())
-        assert short.status_code == 401
-        assert AMBIGUOUS in short.json()["error"]["message"]
+        by_id = client.get(URL + str(event["id"]), headers=twice)
+        listed = client.get("/v1/datasets", headers=twice)
+        assert (by_id.status_code, by_id.json()) == (listed.status_code, listed.json())
+        assert by_id.status_code == 401
+        assert AMBIGUOUS in by_id.json()["error"]["message"]
 
 
-def test_a_query_string_goes_to_the_framework(secured: TestClient) -> None:
+def test_a_query_parameter_is_refused_as_on_every_route(secured: TestClient) -> None:
     headers = {"X-API-Key": "reader-key-1"}
-    event_id = flight_event(7)["id"]
-    assert not served_by_short_path(secured, URL + event_id + "?pretty=1", headers)
-    assert served_by_short_path(secured, URL + event_id, headers)
-    # Which refuses a parameter the route does not take, as every route does.
+    event_id = str(flight_event(7)["id"])
     answer = secured.get(URL + event_id + "?pretty=1", headers=headers)
     assert answer.status_code == 400
     assert "unknown query parameter 'pretty'" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["details"] == {"parameter": "pretty", "accepted": []}
+    # Without the read scope the caller learns nothing else, the parameter included.
+    assert secured.get(URL + event_id + "?pretty=1").status_code == 401
 
 
 def test_missing_event_and_unknown_dataset(secured: TestClient) -> None:
@@ -148,9 +143,12 @@ def test_missing_event_and_unknown_dataset(secured: TestClient) -> None:
     unknown = secured.get("/v1/datasets/nope/events/x", headers=headers)
     assert unknown.status_code == 404
     assert "no dataset named 'nope'" in unknown.json()["error"]["message"]
-    assert not served_by_short_path(secured, "/v1/datasets/nope/events/x", headers)
-    # Deeper paths are not event ids: the framework answers (no such route).
-    assert secured.get(URL + "a/b", headers=headers).status_code == 404
+    # POST to an event's path: the router's own refusal, in the API's words.
+    refused = secured.post(URL + "x", headers=headers)
+    assert refused.status_code == 405
+    assert refused.json()["error"]["code"] == "method_not_allowed"
+    assert refused.headers["allow"] == "GET"
+    assert refused.headers["x-content-type-options"] == "nosniff"
 
 
 def test_reads_are_counted_by_route_template_and_dataset(secured: TestClient) -> None:
@@ -166,18 +164,17 @@ def test_reads_are_counted_by_route_template_and_dataset(secured: TestClient) ->
     headers = {"X-API-Key": "reader-key-1"}
     found, missing = count(200), count(404)
     for _ in range(3):
-        secured.get(URL + flight_event(7)["id"], headers=headers)
+        secured.get(URL + str(flight_event(7)["id"]), headers=headers)
     secured.get(URL + "no-such-event", headers=headers)
     assert (count(200), count(404)) == (found + 3, missing + 1)
     assert "no-such-event" not in secured.get("/metrics").text  # never a raw path as a label
 
 
-def test_the_short_path_answers_with_a_request_id_and_one_access_line(
+def test_a_read_answers_with_a_request_id_and_one_access_line(
     secured: TestClient, captured: io.StringIO
 ) -> None:
-    event_id = flight_event(7)["id"]
+    event_id = str(flight_event(7)["id"])
     headers = {"X-API-Key": "reader-key-1"}
-    assert served_by_short_path(secured, URL + event_id, headers)
     captured.truncate(0)
     captured.seek(0)
 
@@ -201,12 +198,9 @@ def test_the_short_path_answers_with_a_request_id_and_one_access_line(
     assert all(event_id not in str(a["message"]) for a in access)  # the template, not the path
 
 
-def test_a_trace_to_continue_goes_through_the_framework(
-    secured: TestClient, captured: io.StringIO
-) -> None:
-    event_id = flight_event(7)["id"]
+def test_a_trace_is_continued(secured: TestClient, captured: io.StringIO) -> None:
+    event_id = str(flight_event(7)["id"])
     headers = {"X-API-Key": "reader-key-1", "traceparent": TRACEPARENT}
-    assert not served_by_short_path(secured, URL + event_id, headers)
     answer = secured.get(URL + event_id, headers={**headers, "X-Request-ID": "req-traced"})
     assert answer.status_code == 200
     assert answer.json()["id"] == event_id
@@ -221,7 +215,8 @@ def test_a_trace_to_continue_goes_through_the_framework(
 def test_an_unexpected_failure_is_a_json_500_logged_with_the_request_id(
     secured: TestClient, captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = secured.app.state.runtime  # type: ignore[attr-defined]
+    assert isinstance(secured.app, FastAPI)
+    runtime = secured.app.state.runtime
 
     async def broken(dataset: object, event_id: str) -> None:
         raise RuntimeError("disk on fire")
@@ -239,14 +234,27 @@ def test_an_unexpected_failure_is_a_json_500_logged_with_the_request_id(
     assert by_logger["slipstream.access"]["status"] == 500
 
 
-def test_an_id_holding_slashes_is_read_back_on_both_paths(secured: TestClient) -> None:
+def test_an_id_holding_slashes_is_read_back(secured: TestClient) -> None:
     headers = {"X-API-Key": "all-key-111"}
     event = flight_event(9, id="LA800/2026-11-24/../x?y#z")
     answer = secured.post("/v1/datasets/flights/events", json=event, headers=headers)
     assert answer.json()["ids"] == [event["id"]]
     path = URL + quote(str(event["id"]), safe="")
-    wait_until(lambda: secured.get(path, headers=headers).status_code == 200)
-    assert served_by_short_path(secured, path, headers)
-    framework = secured.get(path, headers={**headers, "traceparent": TRACEPARENT})
-    assert framework.status_code == 200
-    assert framework.json()["id"] == event["id"]
+    read = wait_until(lambda: (a := secured.get(path, headers=headers)).status_code == 200 and a)
+    assert read.json()["id"] == event["id"]
+
+
+async def takes_a_limit(
+    request: Request, dataset: ReadDataset, event_id: str, limit: int
+) -> Response:
+    return Response()
+
+
+async def reads(request: Request, dataset: ReadDataset, event_id: str) -> Response:
+    return Response()
+
+
+def test_a_declaration_the_route_would_not_honour_is_refused_at_build() -> None:
+    with pytest.raises(TypeError, match="PointReadRoute resolves only"):
+        PointReadRoute("/v1/datasets/{ds}/events/{event_id:path}", takes_a_limit)
+    PointReadRoute("/v1/datasets/{ds}/events/{event_id:path}", reads)

@@ -8,6 +8,7 @@ import gzip
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -19,9 +20,8 @@ from slipstream.api.app import SlipstreamAPI, create_app
 from slipstream.api.auth import require
 from slipstream.api.body import BodyBudget
 from slipstream.api.headers import SECURITY_HEADERS
-from slipstream.config import Settings
 from slipstream.runtime import Runtime
-from tests.helpers import eventually, flight_event, wait_until
+from tests.helpers import eventually, flight_event, settings, wait_until
 from tests.unit.asgi_client import call
 from tests.unit.test_api import KEYS, error_of, make_client
 from tests.unit.test_logs import TRACEPARENT
@@ -33,15 +33,14 @@ GZIP = ("content-encoding", "gzip")
 EVENTS = "/v1/datasets/flights/events"
 
 
-def make_app(tmp_path: Path, **values: object) -> SlipstreamAPI:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+def make_app(tmp_path: Path, **values: Any) -> SlipstreamAPI:
+    configured = settings(
         broker_url=f"local:///{tmp_path / 'queue.db'}",
         store_url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
         max_body_bytes=LIMIT,
         **values,
     )
-    return create_app(Runtime(settings))
+    return create_app(Runtime(configured))
 
 
 @pytest.fixture
@@ -80,10 +79,12 @@ def test_every_member_of_a_gzip_body_is_read(tmp_path: Path) -> None:
         answer = client.post(EVENTS, content=split_array, headers=dict([GZIP]))
         assert answer.json()["ids"] == ["ev-0000006", "ev-0000007"]
         for n in range(8):  # accepted means stored, every one of them
-            wait_until(
-                lambda n=n: client.get(f"{EVENTS}/{flight_event(n)['id']}").status_code == 200,
-                what=f"event {n}",
-            )
+            path = f"{EVENTS}/{flight_event(n)['id']}"
+
+            def stored(path: str = path) -> bool:
+                return client.get(path).status_code == 200
+
+            wait_until(stored, what=f"event {n}")
 
 
 @pytest.mark.parametrize("path", [EVENTS, "/push/sns/flights", "/push/pubsub/flights"])
@@ -247,5 +248,5 @@ def test_405_names_every_method_of_the_path(tmp_path: Path) -> None:
             answer = client.request(method, EVENTS)
             assert answer.status_code == 405
             assert answer.headers["allow"] == "GET, POST"
-            assert "only GET, POST" in error_of(answer)["message"]
+            assert "only GET, POST" in str(error_of(answer)["message"])
         assert client.put("/healthz").headers["allow"] == "GET"

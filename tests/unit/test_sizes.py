@@ -14,9 +14,7 @@ MODULE_LINES = 400
 FUNCTION_LINES = 60
 # Over the limit and allowed for now, each with the change that brings it under. Remove an entry
 # once that lands: nothing else may join it.
-ALLOWED = {
-    "slipstream/api/app.py create_app": "the one HTTP stack moves its parts out of the factory",
-}
+ALLOWED: dict[str, str] = {}  # "path function": why it may be longer, for a reviewer to weigh
 
 
 def modules() -> list[Path]:

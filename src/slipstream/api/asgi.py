@@ -14,8 +14,13 @@ from fastapi import FastAPI
 from slipstream.api.app import create_app
 from slipstream.config import load_settings
 from slipstream.runtime import Runtime
+from slipstream.serving import tune_server_process
 
 
 def app() -> FastAPI:
     settings = load_settings()
-    return create_app(Runtime(settings, with_worker=settings.worker_in_api), server_process=True)
+    served = create_app(Runtime(settings, with_worker=settings.worker_in_api))
+    # The server calls this factory in the process it serves from, before it starts the app:
+    # the backends' clients, opened at start, are all that the freeze leaves out.
+    tune_server_process()
+    return served

@@ -1,8 +1,8 @@
 """API keys with scopes, decided by one function for every path: `authorize`.
 
 Clients send `X-API-Key: KEY` or `Authorization: Bearer KEY`; X-API-Key wins. `authorize` reads the
-raw header list of the ASGI scope, so the framework's routes (api/routing.py) and the reads by id
-answered before the framework (api/point_reads.py) take the same decision from the same bytes.
+raw header list of the ASGI scope; the route class of every route (api/routing.py) calls it before
+the route's body is read or its dependencies run.
 With no keys configured the API is open (local use); the server says so loudly at start.
 
 Routes declare the scopes they need with `require(scope)` (or a dataset dependency of api/deps.py);

@@ -28,13 +28,16 @@ class DatasetWithScope(Requires):
 
     async def __call__(self, request: Request, ds: str) -> Dataset:  # type: ignore[override]
         self.verify(request)
-        catalog = runtime_of(request).catalog
-        dataset = catalog.get(ds)
-        if dataset is None:
-            raise ApiError(
-                404, f"no dataset named {ds!r}; known datasets: {', '.join(catalog.names)}"
-            )
-        return dataset
+        return dataset_named(runtime_of(request), ds)
+
+
+def dataset_named(runtime: Runtime, ds: str) -> Dataset:
+    """The declared dataset called `ds`; ApiError 404 naming the known ones otherwise."""
+    dataset = runtime.catalog.get(ds)
+    if dataset is None:
+        names = ", ".join(runtime.catalog.names)
+        raise ApiError(404, f"no dataset named {ds!r}; known datasets: {names}")
+    return dataset
 
 
 ReadDataset = Annotated[Dataset, Depends(DatasetWithScope("read"))]

@@ -87,13 +87,24 @@ def error_response(
     return Response(body, status, headers=headers, media_type="application/json")
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+INTERNAL_MESSAGE = "an internal error occurred; the server log has the details"
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+def error_answer(request: Request, exc: Exception) -> Response:
+    """The answer to any exception raised while serving `request`: the one place errors are
+    rendered, for the app's handlers and for the request pipeline (api/pipeline.py) alike."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        return _invalid_request(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return _framework_refusal(request, exc)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", INTERNAL_MESSAGE, None)
+
+
+def _framework_refusal(request: Request, exc: StarletteHTTPException) -> Response:
+    """The framework's own 404 and 405 (no such route, or method), said in the API's words."""
     message = str(exc.detail)
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 404 and message == "Not Found":
@@ -121,8 +132,7 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def _invalid_request(exc: RequestValidationError) -> Response:
     problems = [
         {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
         for e in exc.errors()
@@ -131,16 +141,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(400, "bad_request", f"invalid request: {summary}", problems)
 
 
-INTERNAL_MESSAGE = "an internal error occurred; the server log has the details"
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal", INTERNAL_MESSAGE, None)
+async def _handler(request: Request, exc: Exception) -> Response:
+    return error_answer(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    for kind in (ApiError, StarletteHTTPException, RequestValidationError, Exception):
+        app.add_exception_handler(kind, _handler)

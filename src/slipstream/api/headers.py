@@ -1,8 +1,7 @@
 """Security headers every answer carries.
 
-Added in one place for the app, the outer middleware (api/tracing.py RequestContext), and by the
-two paths that answer without it: reads by id (api/point_reads.py) and the server's own refusals
-(api/protocol.py). The policy allows what the app's own pages load, all of it served by the app
+Added by the request pipeline (api/pipeline.py) to every answer of the app, and by the server's
+own refusals, which come before the app (api/protocol.py). The policy allows what the app's own pages load, all of it served by the app
 (no CDN, no inline script): `/status` and `/docs`.
 """
 

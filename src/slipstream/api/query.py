@@ -17,6 +17,7 @@ from slipstream.api.deps import USES_STORE, ReadDataset, runtime_of
 from slipstream.api.encoding import dumps, ndjson, negotiated, to_csv
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import checked_text, parse_time
+from slipstream.api.point_reads import PointReadRoute
 from slipstream.api.response_models import DatasetsOverview, Event, EventPage, Stats
 from slipstream.api.routing import GuardedRoute
 from slipstream.datasets import Dataset
@@ -70,9 +71,7 @@ def page_response(
 
 
 async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> bytes:
-    """The event as JSON, from the read cache or the store; ApiError 404/503 otherwise.
-
-    Shared by the route below and by the point-read fast path (api/point_reads.py)."""
+    """The event as JSON, from the read cache or the store; ApiError 404/503 otherwise."""
     checked_text("event id", event_id)
     body = runtime.read_cache.get(dataset.name, event_id)
     if body is None:
@@ -88,16 +87,23 @@ async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> by
     return body
 
 
-# `:path`: an event id may hold "/" (sent as %2F), and must be readable like any other.
-@router.get(
-    "/v1/datasets/{ds}/events/{event_id:path}",
-    summary="One event by id",
-    responses={200: {"model": Event, "description": "The event"}},
-    dependencies=[USES_STORE],
-)
 async def get_event(request: Request, dataset: ReadDataset, event_id: EventId) -> Response:
     body = await encoded_event(runtime_of(request), dataset, event_id)
     return Response(body, media_type="application/json")
+
+
+# `:path`: an event id may hold "/" (sent as %2F), and must be readable like any other.
+# Added to the app itself (api/app.py), first: the router finds it without searching the others.
+POINT_READ: dict[str, Any] = {
+    "path": "/v1/datasets/{ds}/events/{event_id:path}",
+    "endpoint": get_event,
+    "methods": ["GET"],
+    "tags": ["query"],
+    "summary": "One event by id",
+    "responses": {200: {"model": Event, "description": "The event"}},
+    "dependencies": [USES_STORE],
+    "route_class_override": PointReadRoute,
+}
 
 
 @router.get(

@@ -12,6 +12,7 @@ rendered by the app's handlers with the request id like any other.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from slipstream.api.auth import CHECKED_SCOPES, Requires, authorize
 from slipstream.api.body import BodyLimits, BodyReader
 
+EXIT_STACK = "fastapi_middleware_astack"
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
@@ -47,7 +49,11 @@ class GuardedRoute(APIRoute):
             limits: BodyLimits = state.body_limits
             reader = BodyReader(request.scope, request.receive, limits)
             try:
-                return await handle(Request(request.scope, reader.receive))
+                # FastAPI's handler keeps what it must close after the request here (the app's
+                # stack, api/app.py, has no layer of FastAPI's to put it in the scope).
+                async with AsyncExitStack() as stack:
+                    request.scope[EXIT_STACK] = stack
+                    return await handle(Request(request.scope, reader.receive))
             finally:
                 reader.close()
 
