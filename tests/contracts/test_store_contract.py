@@ -6,6 +6,7 @@ Rows are made the real way: JSON bytes through EventCodec.decode. Each test has 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -73,6 +74,18 @@ def ids(rows: list[dict[str, Any]]) -> list[str]:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_reads_at_once_each_get_their_own_event(store: Store, dataset: Dataset) -> None:
+    """Stores may answer concurrent reads by id in one query (DuckDB does, in lists padded to a
+    power of two): every caller still gets its own event or None."""
+    await put(store, dataset, [flight(n) for n in range(1, 8)])
+    wanted = [f"ev-{n:03d}" for n in (1, 2, 3, 5, 7)] + ["missing-1", "missing-2"]
+    for count in (1, 3, 5, 7):
+        got = await asyncio.gather(*(store.get(dataset, i) for i in wanted[:count]))
+        assert [g["id"] if g else None for g in got] == [
+            i if not i.startswith("missing") else None for i in wanted[:count]
+        ]
 
 
 async def test_write_then_get_round_trips(store: Store, dataset: Dataset) -> None:

@@ -32,8 +32,10 @@ class SqlDialect:
     # (time, key) indexes answer as one range; otherwise `time <= t AND (time < t OR key < k)`,
     # whose first term prunes partitions (BigQuery) or row groups (DuckDB).
     row_values: bool
-    # `key = ANY(:ids)`, or `key IN UNNEST(:ids)` (BigQuery).
-    membership: Literal["any", "unnest"]
+    # `key = ANY(:ids)`; `key IN UNNEST(:ids)` (BigQuery); or `key IN (:i0, :i1, …)`, one
+    # parameter per id (DuckDB: its primary-key index serves an IN list of values, while a list
+    # parameter is joined against a scan of the whole key column, whose cost grows with the table).
+    membership: Literal["any", "unnest", "listed"]
     # LIMIT written as a number (BigQuery) rather than bound as a parameter.
     limit_literal: bool
     # False where a key may be stored twice (BigQuery's MERGE, under a race): reads by id then
@@ -50,7 +52,7 @@ DUCKDB = SqlDialect(
     naive_utc=True,
     json_text="cast",
     row_values=False,  # DuckDB compares no row of a time with text (a position past 9999)
-    membership="any",
+    membership="listed",
     limit_literal=False,
     unique_keys=True,
 )

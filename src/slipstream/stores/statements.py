@@ -203,9 +203,15 @@ class Statements:
 
     # --- statements ---------------------------------------------------------------------------
 
-    def get(self) -> Statement:
+    def get(self, count: int = 0) -> Statement:
+        """The events of a list of ids; with the "listed" membership, of exactly `count` ids
+        (parameters i0, i1, …)."""
         params = _Params(self.dialect)
-        query = self._events.where(self._member(self.key, params("ids", "strings")))
+        if self.dialect.membership == "listed":
+            listed = [params(f"i{n}", "string") for n in range(count)]
+            query = self._events.where(exp.In(this=self.key, expressions=listed))
+        else:
+            query = self._events.where(self._member(self.key, params("ids", "strings")))
         if not self.dialect.unique_keys:
             query = query.order_by(self._order(_column(STORED_COLUMN)))
         return self._render(query, params)
