@@ -32,10 +32,8 @@ class SqlDialect:
     # (time, key) indexes answer as one range; otherwise `time <= t AND (time < t OR key < k)`,
     # whose first term prunes partitions (BigQuery) or row groups (DuckDB).
     row_values: bool
-    # `key = ANY(:ids)`; `key IN UNNEST(:ids)` (BigQuery); or `key IN (:i0, :i1, …)`, one
-    # parameter per id (DuckDB: its primary-key index serves an IN list of values, while a list
-    # parameter is joined against a scan of the whole key column, whose cost grows with the table).
-    membership: Literal["any", "unnest", "listed"]
+    # `key = ANY(:ids)`, or `key IN UNNEST(:ids)` (BigQuery).
+    membership: Literal["any", "unnest"]
     # LIMIT written as a number (BigQuery) rather than bound as a parameter.
     limit_literal: bool
     # False where a key may be stored twice (BigQuery's MERGE, under a race): reads by id then
@@ -52,7 +50,7 @@ DUCKDB = SqlDialect(
     naive_utc=True,
     json_text="cast",
     row_values=False,  # DuckDB compares no row of a time with text (a position past 9999)
-    membership="listed",
+    membership="any",
     limit_literal=False,
     unique_keys=True,
 )

@@ -49,8 +49,7 @@ class Reads:
         self.dialect = dialect
         self.dataset = dataset
         statements = Statements(dialect, dataset, namespace)
-        self._get = statements.get(1)
-        self._listed = lru_cache(maxsize=None)(statements.get)
+        self._get = statements.get()
         self._expire, self._release = statements.expire(), statements.release()
         self._summary = (statements.summary(False), statements.summary(True))
         self._any_prefixed = statements.any_prefixed()
@@ -92,14 +91,7 @@ class Reads:
     # --- statements with their parameters ----------------------------------------------------
 
     def get(self, ids: list[str]) -> Bound:
-        if self.dialect.membership != "listed":
-            return Bound(self._get, {"ids": ids})
-        wanted = ids or [""]  # no event has an empty id
-        # Counts rounded up to a power of two, the list filled with its last id (the IN list
-        # ignores repeats), so a handful of statements serve every batch size.
-        count = 1 << (len(wanted) - 1).bit_length()
-        padded = wanted + [wanted[-1]] * (count - len(wanted))
-        return Bound(self._listed(count), {f"i{n}": i for n, i in enumerate(padded)})
+        return Bound(self._get, {"ids": ids})
 
     def list(self, query: ListQuery) -> Bound:
         filters = query.filters

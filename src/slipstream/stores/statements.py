@@ -203,15 +203,9 @@ class Statements:
 
     # --- statements ---------------------------------------------------------------------------
 
-    def get(self, count: int = 0) -> Statement:
-        """The events of a list of ids; with the "listed" membership, of exactly `count` ids
-        (parameters i0, i1, …)."""
+    def get(self) -> Statement:
         params = _Params(self.dialect)
-        if self.dialect.membership == "listed":
-            listed = [params(f"i{n}", "string") for n in range(count)]
-            query = self._events.where(exp.In(this=self.key, expressions=listed))
-        else:
-            query = self._events.where(self._member(self.key, params("ids", "strings")))
+        query = self._events.where(self._member(self.key, params("ids", "strings")))
         if not self.dialect.unique_keys:
             query = query.order_by(self._order(_column(STORED_COLUMN)))
         return self._render(query, params)
