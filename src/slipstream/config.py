@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     backlog_limit: int = Field(
         1_000_000, ge=1, description="Unacked messages per dataset above which ingest answers 503."
     )
+    admission_seconds: float = Field(
+        10,
+        ge=0,
+        le=86_400,
+        description="Ingest answers 503 once a dataset's backlog is more than this many seconds "
+        "of draining at the measured rate (the freshness objective); 0 turns it off.",
+    )
     create_resources: bool = Field(
         True, description="Create missing topics, queues and tables at start."
     )

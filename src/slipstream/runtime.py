@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from slipstream.admission import BOUND_RETRY_AFTER, DrainRate, Refusal
 from slipstream.api.cache import ReadCache
 from slipstream.brokers import Backlog, Broker, create_broker
 from slipstream.config import Settings
@@ -57,6 +59,7 @@ class Runtime:
             else None
         )
         self.backlog: dict[str, int] = dict.fromkeys(self.catalog.names, 0)
+        self.drain = {name: DrainRate(settings.admission_seconds) for name in self.catalog.names}
         # The last ping of each backend: "ok" or why not (the worker's /readyz reads it).
         self.backends: dict[str, str] = {"broker": "not checked yet", "store": "not checked yet"}
         self.read_cache = ReadCache(settings.read_cache_size)
@@ -93,8 +96,16 @@ class Runtime:
         await self.broker.close()
         await self.store.close()
 
-    def over_backlog(self, dataset: str) -> bool:
-        return self.backlog.get(dataset, 0) >= self.settings.backlog_limit
+    def refusal(self, dataset: str) -> Refusal | None:
+        """Why ingest into `dataset` should wait (admission.py), or None."""
+        backlog = self.backlog.get(dataset, 0)
+        if backlog >= self.settings.backlog_limit:
+            return Refusal(
+                f"dataset {dataset!r} has {backlog} events waiting, over the bound of "
+                f"{self.settings.backlog_limit} (SLIPSTREAM_BACKLOG_LIMIT)",
+                BOUND_RETRY_AFTER,
+            )
+        return self.drain[dataset].refusal(dataset, backlog)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
@@ -109,6 +120,7 @@ class Runtime:
             except BackendUnavailable:
                 continue  # keep the last known size; readiness reports the outage
             self.backlog[name] = size
+            self.drain[name].observe(size, time.monotonic())
             self.metrics.backlog.labels(name).set(size)
 
     async def _backlog_loop(self) -> None:

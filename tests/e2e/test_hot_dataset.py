@@ -34,8 +34,13 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         DATASETS.format(name="busy") + DATASETS.format(name="quiet").removeprefix("datasets:\n")
     )
     # Small batches make the flood take seconds to drain, long enough to see the quiet
-    # dataset overtake it.
-    env = {"SLIPSTREAM_DATASETS": str(path), "SLIPSTREAM_BATCH_SIZE": "50"}
+    # dataset overtake it. Admission by freshness would turn the flood away (that is what it is
+    # for; the test below); here the flood is meant to be queued.
+    env = {
+        "SLIPSTREAM_DATASETS": str(path),
+        "SLIPSTREAM_BATCH_SIZE": "50",
+        "SLIPSTREAM_ADMISSION_SECONDS": "0",
+    }
     process = ServerProcess(tmp_path, env).start()
     yield process
     process.kill()
@@ -78,6 +83,54 @@ def test_a_quiet_dataset_is_not_queued_behind_a_flooded_one(server: ServerProces
         assert seen["busy"]["rows"] < FLOOD, f"the quiet dataset waited for the flood: {seen}"
 
         # And the flood itself is stored in full, nothing lost, nothing doubled.
+        wait_until(
+            lambda: overview(client)["busy"]["rows"] == FLOOD,
+            timeout=120,
+            what="the flood to be stored",
+        )
+
+
+@pytest.fixture
+def admitting(tmp_path: Path) -> Iterator[ServerProcess]:
+    path = tmp_path / "datasets.yaml"
+    path.write_text(DATASETS.format(name="busy"))
+    env = {
+        "SLIPSTREAM_DATASETS": str(path),
+        "SLIPSTREAM_BATCH_SIZE": "50",
+        "SLIPSTREAM_ADMISSION_SECONDS": "1",
+    }
+    process = ServerProcess(tmp_path, env).start()
+    yield process
+    process.kill()
+
+
+def test_a_flood_is_admitted_as_fast_as_it_drains_and_stored_once(
+    admitting: ServerProcess,
+) -> None:
+    """An unpaced producer that honours Retry-After: refused with the drain time while the
+    backlog is past what drains within the objective, and in the end every event stored once."""
+    headers = {"Content-Type": "application/x-ndjson"}
+    refusals: list[str] = []
+    with httpx.Client(base_url=admitting.url, timeout=60) as client:
+        start = 0
+        while start < FLOOD:
+            answer = client.post(
+                "/v1/datasets/busy/events", content=ndjson("b", start, 5_000), headers=headers
+            )
+            if answer.status_code == 503:
+                refusals.append(answer.json()["error"]["message"])
+                retry_after = int(answer.headers["retry-after"])
+                assert 1 <= retry_after <= 30
+                # Honour it, up to the moment the backlog has drained (a deadline, not a guess).
+                wait_until(
+                    lambda: overview(client)["busy"]["backlog"] < 10_000,
+                    timeout=retry_after + 60,
+                    what="the backlog to drain after a refusal",
+                )
+                continue
+            assert answer.status_code == 202, answer.text
+            start += 5_000
+        assert any("of draining" in r for r in refusals), refusals or "no refusal at all"
         wait_until(
             lambda: overview(client)["busy"]["rows"] == FLOOD,
             timeout=120,

@@ -37,6 +37,18 @@ parse (the message names line and column) or the gzip data is broken, **413** ov
 its backlog is over the bound."""
 
 
+def refuse_while_backlogged(runtime: Runtime, dataset: Dataset, retry: str) -> None:
+    """503 with Retry-After while the dataset's backlog is over its bound or would take longer
+    to drain than admission allows (admission.py); nothing of the request is read."""
+    refusal = runtime.refusal(dataset.name)
+    if refusal is not None:
+        raise ApiError(
+            503,
+            f"{refusal.message}; nothing was accepted, {retry} after {refusal.retry_after} s",
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
+
+
 async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, retry: str) -> None:
     """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
     if intake.messages:
@@ -52,6 +64,7 @@ async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, ret
             ) from None
         except MessageTooLarge as exc:
             raise ApiError(413, f"{exc}; nothing was accepted, send smaller events") from None
+    runtime.drain[dataset.name].published(len(intake.messages))
     metrics = runtime.metrics
     metrics.events_published.labels(dataset.name).inc(len(intake.messages))
     metrics.events_ingested.labels(dataset.name).inc(intake.accepted)
@@ -92,13 +105,7 @@ def _span_fields(dataset: Dataset, intake: Intake) -> dict[str, str | int] | Non
 )
 async def ingest(request: Request, dataset: IngestDataset) -> Response:
     runtime = runtime_of(request)
-    if runtime.over_backlog(dataset.name):
-        raise ApiError(
-            503,
-            f"dataset {dataset.name!r} has {runtime.backlog[dataset.name]} events waiting, over "
-            f"the bound of {runtime.settings.backlog_limit}; retry after a pause",
-            headers={"Retry-After": RETRY_AFTER},
-        )
+    refuse_while_backlogged(runtime, dataset, "retry")
     body = await request.body()  # read through api/body.py: limit, gzip, timeout
     if not body.strip():
         raise ApiError(400, "the body is empty; send a JSON object, a JSON array or NDJSON")

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from slipstream.api.deps import USES_BROKER, runtime_of
 from slipstream.api.encoding import json_response
 from slipstream.api.errors import RETRY_AFTER, ApiError
-from slipstream.api.ingest import publish_intake
+from slipstream.api.ingest import publish_intake, refuse_while_backlogged
 from slipstream.api.push_access import (
     CLOSED_PUSH,
     OPEN_PUSH_WARNING,
@@ -121,7 +121,7 @@ async def pubsub_push(request: Request, ds: str) -> Response:
     try:
         await check_pubsub_push(request, runtime.settings)
         dataset = pushed_dataset(request, runtime, ds)
-        _check_backlog(runtime, dataset)
+        refuse_while_backlogged(runtime, dataset, "push again")
         body = await request.body()
         message_id, data = pubsub_message(body)
         answer, outcome = await _take_in(runtime, dataset, data, message_id, "pubsub")
@@ -207,7 +207,7 @@ async def _sns(request: Request, runtime: Runtime, ds: str) -> tuple[Response, s
     if kind != sns.NOTIFICATION:
         log.info("SNS unsubscribed dataset %s from %s", dataset.name, topic)
         return json_response({"unsubscribed": topic}, 200), "unsubscribed"
-    _check_backlog(runtime, dataset)
+    refuse_while_backlogged(runtime, dataset, "push again")
     message_id = message.get("MessageId")
     assert isinstance(message_id, str)  # signed, so present
     return await _take_in(runtime, dataset, message["Message"].encode(), message_id, "sns")
@@ -282,16 +282,6 @@ async def _take_in(
         log.info("quarantined pushed message %s: %s", message_id, rejected["error"])
     result = {"accepted": intake.accepted, "ids": intake.ids, "rejected": intake.rejected}
     return json_response(result, 202), "accepted" if intake.accepted else "quarantined"
-
-
-def _check_backlog(runtime: Runtime, dataset: Dataset) -> None:
-    if runtime.over_backlog(dataset.name):
-        raise ApiError(
-            503,
-            f"dataset {dataset.name!r} has {runtime.backlog[dataset.name]} events waiting, over "
-            f"the bound of {runtime.settings.backlog_limit}; push again after a pause",
-            headers={"Retry-After": RETRY_AFTER},
-        )
 
 
 def _sns_verifier(request: Request) -> SnsVerifier:
