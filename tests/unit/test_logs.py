@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, Router
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slipstream import logs
 from slipstream.api.app import create_app
@@ -220,6 +220,32 @@ async def test_an_unhandled_error_is_answered_and_logged_with_the_request_id(
         {"route": "/boom", "method": "GET", "code": "500", "dataset": ""},
     )
     assert counted == 1
+
+
+async def test_an_error_after_the_answer_began_is_logged_with_the_request_id(
+    captured: io.StringIO,
+) -> None:
+    async def halfway(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("stream broke")
+
+    with pytest.raises(RuntimeError, match="stream broke"):
+        await pipeline(halfway)(
+            {"type": "http", "method": "GET", "path": "/x", "headers": []},
+            _no_body,
+            _discard,
+        )
+    by_logger = {line["logger"]: line for line in log_lines(captured)}
+    assert "error after the answer began on GET /x" in str(by_logger["slipstream.api"]["message"])
+    assert by_logger["slipstream.api"]["request_id"] == by_logger["slipstream.access"]["request_id"]
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _discard(message: Message) -> None:
+    return None
 
 
 def pipeline(app: ASGIApp, metrics: Metrics | None = None) -> RequestPipeline:

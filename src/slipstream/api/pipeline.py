@@ -15,6 +15,7 @@ The dataset label of the metrics is the path's dataset when the datasets file de
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -41,6 +42,7 @@ from slipstream.metrics import Metrics
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+log = logging.getLogger("slipstream.api")
 REQUEST_ID_HEADER = REQUEST_ID.encode()
 Handlers = Mapping[Any, ExceptionHandler]
 
@@ -125,8 +127,11 @@ class RequestPipeline:
             # routes served without FastAPI's handler, the unexpected) is answered here, by the
             # same function, inside the request's context: these answers too carry the request
             # id and the security headers, and a 500's log line names the request.
-            if answer.status is not None:
-                raise  # the answer has begun: the server can only cut the connection
+            if answer.status is not None:  # the answer has begun: the server cuts the connection
+                log.exception(
+                    "error after the answer began on %s %s", scope["method"], scope["path"]
+                )
+                raise
             await error_answer(Request(scope), exc)(scope, receive, answer)
         finally:
             status = answer.status or 500
