@@ -10,7 +10,8 @@ accepted stays fresh and producers hold the rest for a moment.
 The drain rate comes from the broker's backlog, sampled by the runtime (runtime.py), and the
 events this process published in between: drained = backlog before + published - backlog now.
 Only intervals in which the backlog stayed above zero count, since only then is the rate the
-workers' capacity rather than the arrival rate. Events published by other API replicas or
+workers' capacity rather than the arrival rate, and the rate is the last 10 s of those, trusted
+once there are 3 s of them. Events published by other API replicas or
 straight onto the broker are not seen here, which makes the estimate low: such a process refuses
 earlier, never later. With no rate measured yet (no backlog has built, or the workers are down and
 nothing drains) admission refuses nothing: the fixed bound alone holds, and the broker keeps
@@ -20,11 +21,14 @@ buffering through a worker outage as it should.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
-# Weight of the newest rate sample (one every 0.5 s): the estimate follows a change within a few
-# seconds without swinging with each sample.
-SMOOTHING = 0.2
+# The rate is what drained over the last WINDOW seconds in which a backlog stood, and is not
+# trusted before MEASURED seconds of it: the first interval of a flood, before the workers' first
+# batch is acked, drains next to nothing and would make any backlog look endless.
+WINDOW = 10.0
+MEASURED = 3.0
 # Never refused below this many events waiting: a small backlog drains in a moment whatever the
 # estimate says, and a start with no estimate yet must not turn producers away.
 FLOOR = 10_000
@@ -43,7 +47,8 @@ class DrainRate:
 
     def __init__(self, objective: float) -> None:
         self.objective = objective  # seconds of backlog admitted; 0: admission off
-        self.per_second: float | None = None
+        self._intervals: deque[tuple[int, float]] = deque()  # (drained, seconds)
+        self._seconds = 0.0
         self._backlog: int | None = None
         self._published = 0
         self._at: float | None = None
@@ -57,12 +62,17 @@ class DrainRate:
         self._backlog, self._at, self._published = backlog, now, 0
         if before is None or at is None or now <= at or before == 0 or backlog == 0:
             return
-        drained = max(before + published - backlog, 0)
-        sample = drained / (now - at)
-        if self.per_second is None:
-            self.per_second = sample
-        else:
-            self.per_second += SMOOTHING * (sample - self.per_second)
+        self._intervals.append((max(before + published - backlog, 0), now - at))
+        self._seconds += now - at
+        while self._seconds - self._intervals[0][1] >= WINDOW:
+            self._seconds -= self._intervals.popleft()[1]
+
+    @property
+    def per_second(self) -> float | None:
+        """Events drained per second while a backlog stood; None until measured long enough."""
+        if self._seconds < MEASURED:
+            return None
+        return sum(drained for drained, _ in self._intervals) / self._seconds
 
     def refusal(self, dataset: str, backlog: int) -> Refusal | None:
         rate = self.per_second
