@@ -27,21 +27,25 @@ DATASETS = """datasets:
 """
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
+def serve(tmp_path: Path, names: list[str], batch_size: int, admission: str) -> ServerProcess:
     path = tmp_path / "datasets.yaml"
     path.write_text(
-        DATASETS.format(name="busy") + DATASETS.format(name="quiet").removeprefix("datasets:\n")
+        "datasets:\n" + "".join(DATASETS.format(name=n).removeprefix("datasets:\n") for n in names)
     )
+    env = {
+        "SLIPSTREAM_DATASETS": str(path),
+        "SLIPSTREAM_BATCH_SIZE": str(batch_size),
+        "SLIPSTREAM_ADMISSION_SECONDS": admission,
+    }
+    return ServerProcess(tmp_path, env).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
     # Small batches make the flood take seconds to drain, long enough to see the quiet
     # dataset overtake it. Admission by freshness would turn the flood away (that is what it is
     # for; the test below); here the flood is meant to be queued.
-    env = {
-        "SLIPSTREAM_DATASETS": str(path),
-        "SLIPSTREAM_BATCH_SIZE": "50",
-        "SLIPSTREAM_ADMISSION_SECONDS": "0",
-    }
-    process = ServerProcess(tmp_path, env).start()
+    process = serve(tmp_path, ["busy", "quiet"], batch_size=50, admission="0")
     yield process
     process.kill()
 
@@ -92,14 +96,7 @@ def test_a_quiet_dataset_is_not_queued_behind_a_flooded_one(server: ServerProces
 
 @pytest.fixture
 def admitting(tmp_path: Path) -> Iterator[ServerProcess]:
-    path = tmp_path / "datasets.yaml"
-    path.write_text(DATASETS.format(name="busy"))
-    env = {
-        "SLIPSTREAM_DATASETS": str(path),
-        "SLIPSTREAM_BATCH_SIZE": "200",
-        "SLIPSTREAM_ADMISSION_SECONDS": "1",
-    }
-    process = ServerProcess(tmp_path, env).start()
+    process = serve(tmp_path, ["busy"], batch_size=200, admission="1")
     yield process
     process.kill()
 

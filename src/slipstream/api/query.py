@@ -20,10 +20,8 @@ from slipstream.api.params import checked_text, parse_time
 from slipstream.api.point_reads import PointReadRoute
 from slipstream.api.response_models import DatasetsOverview, Event, EventPage, Stats
 from slipstream.api.routing import GuardedRoute
-from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable
 from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX
-from slipstream.runtime import Runtime
 from slipstream.stores import ListQuery, Reader, StatsQuery, Summaries
 from slipstream.stores.values import position_text, position_time
 
@@ -70,9 +68,10 @@ def page_response(
     return negotiated(request, body, "application/json", headers)
 
 
-async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> bytes:
+async def get_event(request: Request, dataset: ReadDataset, event_id: EventId) -> Response:
     """The event as JSON, from the read cache or the store; ApiError 404/503 otherwise."""
     checked_text("event id", event_id)
+    runtime = runtime_of(request)
     body = runtime.read_cache.get(dataset.name, event_id)
     if body is None:
         store: Reader = runtime.store
@@ -84,16 +83,12 @@ async def encoded_event(runtime: Runtime, dataset: Dataset, event_id: str) -> by
             raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
         body = dumps(row)
         runtime.read_cache.put(dataset.name, event_id, body)
-    return body
-
-
-async def get_event(request: Request, dataset: ReadDataset, event_id: EventId) -> Response:
-    body = await encoded_event(runtime_of(request), dataset, event_id)
     return Response(body, media_type="application/json")
 
 
 # `:path`: an event id may hold "/" (sent as %2F), and must be readable like any other.
-# Added to the app itself (api/app.py), first: the router finds it without searching the others.
+# Added to the app's own router (api/app.py), not through an included router, which would
+# build FastAPI's handler for it.
 POINT_READ: dict[str, Any] = {
     "path": "/v1/datasets/{ds}/events/{event_id:path}",
     "endpoint": get_event,

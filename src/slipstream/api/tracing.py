@@ -51,14 +51,6 @@ def message_attributes() -> Mapping[str, str]:
     return propagated.get()
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The value of the first header called `name` (lower case), or None."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def route_template(scope: Scope) -> str:
     """The matched route's template for logs and metric labels, never the raw path: without
     converters (`{event_id:path}` reads `{event_id}`), so labels stay as they always were."""

@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 
 from slipstream.datasets import Dataset
-from slipstream.events import EventCodec, EventRows
 from slipstream.stores import ListQuery, StoreSettings
 from slipstream.stores.duckdb import DuckDBStore
 from tests import helpers
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+from tests.backends.rows import event, rows_of
 
 
 @pytest.fixture
@@ -35,23 +31,6 @@ async def store(url: str, flights: Dataset) -> AsyncIterator[DuckDBStore]:
     await instance.open([flights])
     yield instance
     await instance.close()
-
-
-def rows_of(dataset: Dataset, *events: dict[str, object]) -> EventRows:
-    messages = [(str(e["id"]), orjson.dumps(e), T0) for e in events]
-    rows, rejected = EventCodec(dataset).decode(messages)
-    assert not rejected
-    return rows
-
-
-def event(i: int, **fields: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "id": f"ev-{i}",
-        "flight_id": f"LA{i}",
-        "status": "landed",
-        "event_time": (T0 + timedelta(minutes=i)).isoformat(),
-    }
-    return base | fields
 
 
 async def test_url_makes_parent_directories(url: str, tmp_path: Path, flights: Dataset) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, LiteralString
 
-import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -23,14 +22,13 @@ from slipstream.errors import (
     ConfigError,
     TerminalStoreError,
 )
-from slipstream.events import EventCodec, EventRows, Rejected
+from slipstream.events import EventRows, Rejected
 from slipstream.stores import ListQuery, StoreSettings, create_store
 from slipstream.stores.postgres import PostgresStore
 from tests import helpers
+from tests.backends.rows import T0, event, rows_of
 from tests.contracts.backends import POSTGRES_URL
 from tests.services import free_port, port_open, service_missing
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -56,23 +54,6 @@ async def store(schema: str, flights: Dataset) -> AsyncIterator[PostgresStore]:
     await instance.open([flights])
     yield instance
     await instance.close()
-
-
-def rows_of(dataset: Dataset, *events: dict[str, object]) -> EventRows:
-    messages = [(str(e["id"]), orjson.dumps(e), T0) for e in events]
-    rows, rejected = EventCodec(dataset).decode(messages)
-    assert not rejected
-    return rows
-
-
-def event(i: int, **fields: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "id": f"ev-{i}",
-        "flight_id": f"LA{i}",
-        "status": "landed",
-        "event_time": (T0 + timedelta(minutes=i)).isoformat(),
-    }
-    return base | fields
 
 
 def replaced(rows: EventRows, column: str, value: Any) -> EventRows:
