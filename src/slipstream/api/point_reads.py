@@ -22,8 +22,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from slipstream.api.auth import CHECKED_SCOPES, authorize
@@ -43,6 +45,21 @@ class PointReadRoute(APIRoute):
         self._check_declaration()
         self.needed = declared_scopes(self.dependant)
         self.app = self.serve
+        self.served = frozenset(self.methods or ())
+        self.allow = {"Allow": ", ".join(sorted(self.served))}
+
+    # FastAPI's `matches` and `handle` first look for the context of a route reached through an
+    # included router; this one is the app's own (api/app.py), so Starlette's are all it needs.
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = Route.matches(self, scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in self.served:
+            raise HTTPException(405, headers=self.allow)
+        await self.serve(scope, receive, send)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["app"].state

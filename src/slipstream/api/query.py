@@ -14,7 +14,7 @@ from slipstream.api.cursors import NOT_OURS, cursors_of, fingerprint
 from slipstream.api.dataset_schemas import DATASET_FIELD, STORABLE_TEXT, TIME_OR_UNSET
 from slipstream.api.declared_params import Filters
 from slipstream.api.deps import USES_STORE, ReadDataset, runtime_of
-from slipstream.api.encoding import dumps, ndjson, negotiated, to_csv
+from slipstream.api.encoding import EncodedJSON, dumps, ndjson, negotiated, to_csv
 from slipstream.api.errors import ApiError, unavailable
 from slipstream.api.params import checked_text, parse_time
 from slipstream.api.point_reads import PointReadRoute
@@ -70,10 +70,10 @@ def page_response(
 
 async def get_event(request: Request, dataset: ReadDataset, event_id: EventId) -> Response:
     """The event as JSON, from the read cache or the store; ApiError 404/503 otherwise."""
-    checked_text("event id", event_id)
     runtime = runtime_of(request)
     body = runtime.read_cache.get(dataset.name, event_id)
-    if body is None:
+    if body is None:  # an id in the cache was stored, so it passed the check below
+        checked_text("event id", event_id)
         store: Reader = runtime.store
         try:
             row = await store.get(dataset, event_id)
@@ -83,7 +83,7 @@ async def get_event(request: Request, dataset: ReadDataset, event_id: EventId) -
             raise ApiError(404, f"no event {event_id!r} in dataset {dataset.name!r} (yet)")
         body = dumps(row)
         runtime.read_cache.put(dataset.name, event_id, body)
-    return Response(body, media_type="application/json")
+    return EncodedJSON(body)
 
 
 # `:path`: an event id may hold "/" (sent as %2F), and must be readable like any other.
