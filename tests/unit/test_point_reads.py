@@ -45,9 +45,10 @@ def test_the_app_is_one_pipeline_around_the_router(secured: TestClient) -> None:
     assert isinstance(app, SlipstreamAPI)
     stack = app.middleware_stack
     assert isinstance(stack, RequestPipeline)
-    assert stack.app is app.router
+    assert stack.app == app.router.app  # the router's routing, with no layer of its own
     routes = [r for r in app.router.routes if isinstance(r, PointReadRoute)]
     assert [r.path for r in routes] == ["/v1/datasets/{ds}/events/{event_id:path}"]
+    assert app.router.routes[0] is routes[0]  # the hottest route is tried first
 
 
 @pytest.mark.parametrize(
@@ -257,4 +258,6 @@ async def reads(request: Request, dataset: ReadDataset, event_id: str) -> Respon
 def test_a_declaration_the_route_would_not_honour_is_refused_at_build() -> None:
     with pytest.raises(TypeError, match="PointReadRoute resolves only"):
         PointReadRoute("/v1/datasets/{ds}/events/{event_id:path}", takes_a_limit)
+    with pytest.raises(TypeError, match="path converters"):  # it matches without converting
+        PointReadRoute("/v1/datasets/{ds}/events/{event_id:int}", reads)
     PointReadRoute("/v1/datasets/{ds}/events/{event_id:path}", reads)

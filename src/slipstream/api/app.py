@@ -71,7 +71,8 @@ class SlipstreamAPI(FastAPI):
         if self.user_middleware:
             raise TypeError("the app has one middleware, its request pipeline (api/pipeline.py)")
         handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
-        return self.pipeline(self.router, handlers)
+        # The router's own stack is its routing (it has no middleware of its own).
+        return self.pipeline(self.router.middleware_stack, handlers)
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -122,6 +123,8 @@ def create_app(runtime: Runtime) -> SlipstreamAPI:
     )
     install_error_handlers(app)
     app.router.add_api_route(**query.POINT_READ)
+    # First of the routes: the hottest is matched before any other (the router tries in order).
+    app.router.routes.insert(0, app.router.routes.pop())
     for module in (ingest, query, admin, health, push, status, docs):
         app.include_router(module.router)
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)

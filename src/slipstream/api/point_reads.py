@@ -22,10 +22,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
+from starlette.convertors import PathConvertor, StringConvertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from slipstream.api.auth import CHECKED_SCOPES, authorize
@@ -49,12 +51,17 @@ class PointReadRoute(APIRoute):
         self.allow = {"Allow": ", ".join(sorted(self.served))}
 
     # FastAPI's `matches` and `handle` first look for the context of a route reached through an
-    # included router; this one is the app's own (api/app.py), so Starlette's are all it needs.
+    # included router, and Starlette's convert and merge the path's parameters; this route is
+    # the app's own (api/app.py), first of its routes, and its two parameters are kept as text
+    # (checked when it is built), so a match of its pattern is all it takes.
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = Route.matches(self, scope)
-        if match is not Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
+        if scope["type"] == "http":
+            found = self.path_regex.match(get_route_path(scope))
+            if found is not None:
+                child_scope = {"endpoint": self.endpoint, "route": self}
+                child_scope["path_params"] = found.groupdict()
+                return Match.FULL if scope["method"] in self.served else Match.PARTIAL, child_scope
+        return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in self.served:
@@ -81,9 +88,19 @@ class PointReadRoute(APIRoute):
         ]
         code = self.endpoint.__code__
         names = code.co_varnames[: code.co_argcount]
-        if unknown or names != PARAMETERS or self.dependant.query_params or self.body_field:
+        as_text = all(
+            type(c) in (StringConvertor, PathConvertor) for c in self.param_convertors.values()
+        )
+        if (
+            unknown
+            or names != PARAMETERS
+            or self.dependant.query_params
+            or self.body_field
+            or not as_text
+        ):
             raise TypeError(
                 f"{self.path}: PointReadRoute resolves only {PARAMETERS}, a dataset and Uses "
-                f"dependencies and the unknown-parameter check; found parameters {names} and "
-                f"dependencies {calls}. Declare this route with GuardedRoute."
+                f"dependencies and the unknown-parameter check, from text path parameters; "
+                f"found parameters {names}, dependencies {calls} and path converters "
+                f"{self.param_convertors}. Declare this route with GuardedRoute."
             )
