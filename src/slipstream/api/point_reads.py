@@ -46,7 +46,7 @@ class PointReadRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
         self._check_declaration()
         self.needed = declared_scopes(self.dependant)
-        self.app = self.serve
+        self.app = self.handle
         self.served = frozenset(self.methods or ())
         self.allow = {"Allow": ", ".join(sorted(self.served))}
 
@@ -66,9 +66,6 @@ class PointReadRoute(APIRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in self.served:
             raise HTTPException(405, headers=self.allow)
-        await self.serve(scope, receive, send)
-
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["app"].state
         authorize(scope["headers"], state.api_keys, self.needed)
         scope[CHECKED_SCOPES] = self.needed
