@@ -327,11 +327,26 @@ def check() -> None:
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option(help="A short run (seconds, not minutes)")] = False,
+    scale: Annotated[
+        bool,
+        typer.Option(
+            help="Fill a store in steps (200k → 1M → 2M events) and measure each figure at "
+            "each step, instead of the floors' run"
+        ),
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="With --scale: write the curve to this PNG file")
+    ] = None,
 ) -> None:
     """Measure ingest, freshness and read latency against a real server; print a table."""
-    from slipstream.bench import run_bench
+    from slipstream.bench import run_bench, run_scale_bench
 
-    raise typer.Exit(run_bench(quick=quick, report=settings_or_exit().bench_report))
+    report = settings_or_exit().bench_report
+    if scale:
+        raise typer.Exit(run_scale_bench(quick=quick, report=report, plot_path=plot))
+    if plot is not None:
+        fail("--plot draws the curve of --scale: add --scale, or leave --plot out")
+    raise typer.Exit(run_bench(quick=quick, report=report))
 
 
 app.command("probe")(probe_command)

@@ -289,15 +289,11 @@ def run_bench(quick: bool = False, report: Path | None = None) -> int:
     """Run every pair's scenarios and print the table (also written as Markdown to `report`,
     SLIPSTREAM_BENCH_REPORT). 0 when every scenario completed, 1 when one failed."""
     console = Console(stderr=True)
-    if importlib.util.find_spec("aiohttp") is None:
-        console.print("[bold red]error:[/] the bench needs aiohttp: pip install aiohttp")
+    if not load_generator_installed(console):
         return 2
     params = QUICK if quick else FULL
     started = time.monotonic()
-
-    def say(message: str) -> None:
-        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {message}", highlight=False)
-
+    say = narrator(console, started)
     with tempfile.TemporaryDirectory(prefix="slipstream-bench-") as scratch:
         results = [run_pair(pair, params, Path(scratch), say) for pair in PAIRS]
     table = Report(
@@ -308,6 +304,28 @@ def run_bench(quick: bool = False, report: Path | None = None) -> int:
         [*LEGEND, *pair_legend(PAIRS, params)],
         [failure for result in results for failure in result.failures],
     )
+    show(table, report, console)
+    return 1 if table.failures else 0
+
+
+def load_generator_installed(console: Console) -> bool:
+    if importlib.util.find_spec("aiohttp") is None:
+        console.print("[bold red]error:[/] the bench needs aiohttp: pip install aiohttp")
+        return False
+    return True
+
+
+def narrator(console: Console, started: float) -> Callable[[str], None]:
+    """Progress lines on stderr, each with the seconds since the bench began."""
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {message}", highlight=False)
+
+    return say
+
+
+def show(table: Report, report: Path | None, console: Console) -> None:
+    """The table on stdout, and as Markdown in `report` when one is set."""
     out = Console()
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out = Console(width=WIDE)  # a log or a pipe: no reason to squeeze the table into 80
@@ -315,4 +333,3 @@ def run_bench(quick: bool = False, report: Path | None = None) -> int:
     if report is not None:
         report.write_text(markdown(table))
         console.print(f"wrote {report}", highlight=False)
-    return 1 if table.failures else 0
