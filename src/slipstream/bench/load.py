@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,6 +46,12 @@ class IngestJob:
     seed: int = 1
     dataset: str = "flights"
     ids_path: str | None = None
+    # A part of one history: events `skip` to `skip + events` of `history` events whose last
+    # falls at `history_end` (ISO 8601), so that parts sent one after another fill a store in
+    # time order, as a year of live traffic would. None: events from now on.
+    history_end: str | None = None
+    history: int = 0
+    skip: int = 0
 
 
 @dataclass
@@ -113,7 +120,13 @@ def run_ingest(job: IngestJob) -> IngestResult:
     """Simulate the events and encode the bodies first, then post them: only HTTP is timed."""
     from slipstream.flights import FlightSimulator
 
-    events = FlightSimulator(seed=job.seed).next_events(job.events)
+    if job.history_end is None:
+        simulator = FlightSimulator(seed=job.seed)
+    else:
+        end = datetime.fromisoformat(job.history_end)
+        simulator = FlightSimulator.ending_by(end, job.history, seed=job.seed)
+        simulator.skip(job.skip)
+    events = simulator.next_events(job.events)
     if job.ids_path:  # for the GET-by-id phase, in random order
         ids = [str(e["id"]) for e in events]
         random.Random(job.seed).shuffle(ids)

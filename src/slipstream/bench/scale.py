@@ -6,9 +6,11 @@ step's ingest rate, each read with one client and with 50 connections (p50, p99,
 the row-count call (`GET /v1/datasets`), the server's resident memory and the store's bytes on
 disk per stored event. A table per pair, and one plot of the p50s against the stored events.
 
-Each step's events come from a simulator started at the step's own "now", so the last hour holds
-a similar number of events at every step: what a recent-window read costs should not grow with
-the history behind it, and this shows whether it does.
+The steps are parts of one simulated history that ends when the bench starts, sent in time
+order, so the store fills as a year of live traffic would: the newest events are always the
+latest part's, and the last hour before the newest event holds about as many events at every
+step. What a read of recent data costs should not grow with the history behind it; this shows
+whether it does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 
 from slipstream.bench.load import IngestJob, IngestResult, ReadJob, ReadResult
@@ -45,21 +48,22 @@ EVENTS = f"/v1/datasets/{DATASET}/events"
 @dataclass(frozen=True)
 class ScaleRead:
     figure: str
-    path: Callable[[], str]  # made when the read runs: "the last hour" is relative to it
+    path: Callable[[datetime], str]  # given the newest event time stored
 
 
-def _last_hour() -> str:
-    since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _last_hour(newest: datetime) -> str:
+    since = (newest - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"/v1/datasets/{DATASET}/stats?bucket=hour&since={since}"
 
 
 SCALE_READS = (
-    ScaleRead("list 50", lambda: f"{EVENTS}?limit=50"),
-    ScaleRead("list 50 status=landed", lambda: f"{EVENTS}?limit=50&status=landed"),
+    ScaleRead("list 50", lambda _: f"{EVENTS}?limit=50"),
+    ScaleRead("list 50 status=landed", lambda _: f"{EVENTS}?limit=50&status=landed"),
     ScaleRead("stats by hour, last hour", _last_hour),
-    ScaleRead("GET by id", lambda: f"{EVENTS}/{{id}}"),
-    ScaleRead("row counts (GET /v1/datasets)", lambda: "/v1/datasets"),
+    ScaleRead("GET by id", lambda _: f"{EVENTS}/{{id}}"),
+    ScaleRead("row counts (GET /v1/datasets)", lambda _: "/v1/datasets"),
 )
+SEED = 100
 SCALE_PAIRS = (LOCAL, NATS_POSTGRESQL)
 
 
@@ -106,17 +110,19 @@ def fill_and_measure(
     try:
         with _deployment(pair) as (server, store_size):
             ids: list[str] = []
+            end = datetime.now(UTC)
             stored = 0
-            for number, target in enumerate(params.steps):
+            for target in params.steps:
                 say(f"{pair.name}: filling to {target:,} events")
-                step = _fill(server, params, target - stored, number, scratch, ids)
+                step = _fill(server, params, (stored, target), end, scratch, ids)
                 stored = target
                 ids_path = scratch / "scale-ids.txt"  # every id stored so far, for GET by id
                 ids_path.write_text("\n".join(ids) + "\n")
+                newest = _newest_event_time(server)
                 for read in SCALE_READS:
                     for connections in params.connections:
                         step.reads[read.figure, connections] = _read(
-                            server, read, connections, params, ids_path
+                            server, read.path(newest), connections, params, ids_path
                         )
                 step.rss = sum(rss_bytes(child.process.pid) or 0 for child in server.children)
                 step.disk = store_size()
@@ -144,20 +150,24 @@ def _deployment(pair: Pair) -> Iterator[tuple[BenchServer, Callable[[], int | No
 def _fill(
     server: BenchServer,
     params: ScaleParams,
-    events: int,
-    number: int,
+    part: tuple[int, int],
+    end: datetime,
     scratch: Path,
     ids: list[str],
 ) -> Step:
-    ids_path = scratch / f"scale-ids-{number}.txt"
+    """Events `part[0]` to `part[1]` of the history ending at `end`, and the ids they had."""
+    ids_path = scratch / f"scale-ids-{part[0]}.txt"
     job = IngestJob(
         server.url,
-        events,
+        part[1] - part[0],
         params.batch,
         params.ingest_connections,
         params.drain_timeout,
-        seed=100 + number,  # a simulator of its own: new flights and new ids each step
+        seed=SEED,
         ids_path=str(ids_path),
+        history_end=end.isoformat(),
+        history=params.steps[-1],
+        skip=part[0],
     )
     outcome = run_load("ingest", job, IngestResult, ingest_timeout(job, 2_000.0))
     server.check_alive()
@@ -165,16 +175,19 @@ def _fill(
     return Step(outcome.baseline_rows + outcome.accepted, outcome)
 
 
+def _newest_event_time(server: BenchServer) -> datetime:
+    answer = httpx.get(f"{server.url}/v1/datasets", timeout=30.0)
+    answer.raise_for_status()
+    dataset = next(d for d in answer.json()["datasets"] if d["name"] == DATASET)
+    return datetime.fromisoformat(dataset["newest_event_time"].replace("Z", "+00:00"))
+
+
 def _read(
-    server: BenchServer,
-    read: ScaleRead,
-    connections: int,
-    params: ScaleParams,
-    ids_path: Path,
+    server: BenchServer, path: str, connections: int, params: ScaleParams, ids_path: Path
 ) -> ReadResult:
     job = ReadJob(
         server.url,
-        [read.path()],
+        [path],
         params.read_seconds,
         connections,
         warmup=min(1.0, params.read_seconds),
