@@ -28,6 +28,8 @@ RECEIVED_COLUMN = "_received_at"
 # Ids of synthetic probe events (`slipstream probe`): stored and readable by id, but left out of
 # lists, stats and row counts. Stores write it into SQL as a literal, so it stays letters and "-".
 PROBE_ID_PREFIX = "probe-"
+# The keys the API's lists, stats and counts leave out: the probe's.
+HIDDEN_KEY_PREFIX = PROBE_ID_PREFIX
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 MAX_ID_LENGTH = 256  # characters: at most 1 KiB of UTF-8
 _ID = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from slipstream.datasets import Dataset, FieldSpec
-from slipstream.events import EventCodec, EventRows, Rejected
+from slipstream.events import HIDDEN_KEY_PREFIX, EventCodec, EventRows, Rejected
 from slipstream.stores import (
     ListQuery,
     QuarantineQuery,
@@ -29,7 +29,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
 STATUSES = ("scheduled", "boarding", "departed", "delayed", "cancelled", "landed", "diverted")
 AIRPORTS = ("GRU", "SCL", "LIM")
-HIDDEN = "synthetic-"  # a key prefix reads leave out when asked (the API hides probe events so)
+HIDDEN = HIDDEN_KEY_PREFIX  # reads leave these keys out when asked; stores may count them apart
 
 
 def flight(i: int, **fields: Any) -> dict[str, Any]:

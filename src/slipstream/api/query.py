@@ -21,7 +21,7 @@ from slipstream.api.point_reads import PointReadRoute
 from slipstream.api.response_models import DatasetsOverview, Event, EventPage, Stats
 from slipstream.api.routing import GuardedRoute
 from slipstream.errors import BackendUnavailable
-from slipstream.events import EXTRA_COLUMN, PROBE_ID_PREFIX
+from slipstream.events import EXTRA_COLUMN, HIDDEN_KEY_PREFIX
 from slipstream.stores import ListQuery, Reader, StatsQuery, Summaries
 from slipstream.stores.values import position_text, position_time
 
@@ -52,7 +52,7 @@ PAGE_FORMATS = {
 }
 # Synthetic probe events (docs/probe.md) stay out of lists, stats and the overview's counts, so
 # a steady probe cannot hide a producer that went quiet; reads by id still find them.
-HIDDEN = PROBE_ID_PREFIX
+HIDDEN = HIDDEN_KEY_PREFIX
 
 
 def page_response(

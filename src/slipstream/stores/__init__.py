@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from slipstream.events import HIDDEN_KEY_PREFIX
 from slipstream.registry import BackendEntry, Reachable, load_backend
 from slipstream.stores.values import stored_time
 
@@ -41,10 +42,13 @@ class StoreSettings:
     """The settings a store takes (nothing else of `Settings` reaches one)."""
 
     create_resources: bool = True  # SLIPSTREAM_CREATE_RESOURCES
+    # Keys the API's reads leave out (`exclude_key_prefix`): a store that keeps counts may count
+    # them apart, so that leaving them out of the overview's counts needs no scan.
+    hidden_key_prefix: str | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> StoreSettings:
-        return cls(settings.create_resources)
+        return cls(settings.create_resources, HIDDEN_KEY_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

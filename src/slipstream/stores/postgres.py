@@ -35,6 +35,7 @@ from slipstream.stores import (
 )
 from slipstream.stores import postgres_sql as q
 from slipstream.stores.coalesce import Coalescer
+from slipstream.stores.postgres_counts import Counts, counts_in_place, ensure_counts
 from slipstream.stores.postgres_loaders import configure
 from slipstream.stores.postgres_options import PostgresOptions, parse_url
 from slipstream.stores.reads import Bound, Reads
@@ -53,6 +54,7 @@ class PostgresStore:
         *,
         schema: str = "public",
         create_resources: bool = True,
+        hidden_key_prefix: str | None = None,
         pool_min: int = 2,
         pool_max: int = 10,
         pool_timeout: float = 10.0,
@@ -60,6 +62,8 @@ class PostgresStore:
         self.conninfo = conninfo
         self.schema = schema
         self._create = create_resources
+        self._hidden = hidden_key_prefix
+        self._counted: dict[str, Counts] = {}  # datasets whose counts table the triggers keep
         self._pool_min, self._pool_max, self._timeout = (
             pool_min,
             max(pool_max, pool_min),
@@ -81,6 +85,7 @@ class PostgresStore:
             conninfo,
             schema=options.schema_,
             create_resources=settings.create_resources,
+            hidden_key_prefix=settings.hidden_key_prefix,
             pool_min=options.pool_min,
             pool_max=options.pool_max,
             pool_timeout=options.pool_timeout,
@@ -193,6 +198,12 @@ class PostgresStore:
             )
         for statement in ddl + statements.create_indexes():
             await conn.execute(statement)
+        counts = Counts(self.schema, dataset, self._hidden)
+        if self._create:
+            await ensure_counts(conn, counts)
+            self._counted[dataset.name] = counts
+        elif await counts_in_place(conn, counts):
+            self._counted[dataset.name] = counts
         async with conn.cursor() as cursor:
             await cursor.executemany(
                 sql.SQL(
@@ -350,6 +361,22 @@ class PostgresStore:
     async def summary(
         self, dataset: Dataset, *, exclude_key_prefix: str | None = None
     ) -> DatasetSummary:
+        counts = self._counted.get(dataset.name)
+        if counts is not None and exclude_key_prefix in (None, self._hidden):
+            statement = counts.summary(hide=exclude_key_prefix is not None)
+
+            async def read_counts(conn: Connection) -> list[tuple[Any, ...]]:
+                try:
+                    return await (await conn.execute(statement)).fetchall()
+                except psycopg.errors.UndefinedTable:
+                    return []
+
+            found = await self._run(read_counts)
+            if found:
+                return summary_of(*found[0])
+            # The counts table was dropped or emptied since it was opened: count the rows
+            # until it is made again (at the next open).
+            self._counted.pop(dataset.name, None)
         bound = self._statements_for(dataset).reads.summary(exclude_key_prefix)
         return summary_of(*(await self._fetch(bound))[0])
 

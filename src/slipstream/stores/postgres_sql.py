@@ -53,7 +53,7 @@ def field_type_of_column(udt_name: str) -> FieldType | None:
     return _FIELD_TYPES.get(udt_name)
 
 
-def _object_name(dataset: Dataset, suffix: str) -> str:
+def object_name(dataset: Dataset, suffix: str) -> str:
     """`<dataset>__<suffix>`, shortened with a hash to PostgreSQL's 63-byte identifier limit."""
     name = f"{dataset.name}__{suffix}"
     if len(name) <= 63:
@@ -106,7 +106,7 @@ class Statements:
                 "raw text NOT NULL, received_at timestamptz NOT NULL)"
             ).format(self.quarantine),
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (received_at, id)").format(
-                sql.Identifier(_object_name(self.dataset, "quarantine_received")), self.quarantine
+                sql.Identifier(object_name(self.dataset, "quarantine_received")), self.quarantine
             ),
         ]
 
@@ -115,13 +115,13 @@ class Statements:
         order = sql.SQL("{} DESC, {} DESC").format(self.time, self.key)
         statements = [
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                sql.Identifier(_object_name(self.dataset, "time")), self.table, order
+                sql.Identifier(object_name(self.dataset, "time")), self.table, order
             )
         ]
         for spec in indexed_fields(self.dataset):
             statements.append(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, {})").format(
-                    sql.Identifier(_object_name(self.dataset, spec.name)),
+                    sql.Identifier(object_name(self.dataset, spec.name)),
                     self.table,
                     sql.Identifier(spec.name),
                     order,
