@@ -16,6 +16,7 @@ whether it does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +88,7 @@ class Step:
     ingest: IngestResult
     reads: dict[tuple[str, int], ReadResult] = field(default_factory=dict)
     rss: int | None = None  # bytes, the deployment's processes together
+    analyzed: bool = False  # the bench ran VACUUM (ANALYZE), the server's autovacuum being off
     disk: int | None = None  # bytes the store (and the embedded broker) hold
 
 
@@ -108,13 +110,14 @@ def fill_and_measure(
         say(f"{pair.name}: skipped: {reason}")
         return result
     try:
-        with _deployment(pair) as (server, store_size):
+        with _deployment(pair) as (server, store):
             ids: list[str] = []
             end = datetime.now(UTC)
             stored = 0
             for target in params.steps:
                 say(f"{pair.name}: filling to {target:,} events")
                 step = _fill(server, params, (stored, target), end, scratch, ids)
+                step.analyzed = store.settle()
                 stored = target
                 ids_path = scratch / "scale-ids.txt"  # every id stored so far, for GET by id
                 ids_path.write_text("\n".join(ids) + "\n")
@@ -125,7 +128,7 @@ def fill_and_measure(
                             server, read.path(newest), connections, params, ids_path
                         )
                 step.rss = sum(rss_bytes(child.process.pid) or 0 for child in server.children)
-                step.disk = store_size()
+                step.disk = store.size()
                 result.steps.append(step)
                 if not step.ingest.complete:
                     result.failures.append(f"{pair.name}: {step.ingest.error or 'incomplete'}")
@@ -135,16 +138,25 @@ def fill_and_measure(
     return result
 
 
+@dataclass(frozen=True)
+class StoreOnDisk:
+    """What the bench asks of the deployment's store besides HTTP."""
+
+    size: Callable[[], int | None]  # bytes on disk
+    settle: Callable[[], bool]  # after a step: True when it refreshed planner statistics
+
+
 @contextlib.contextmanager
-def _deployment(pair: Pair) -> Iterator[tuple[BenchServer, Callable[[], int | None]]]:
-    """The pair's server, and a function that measures what its store holds on disk."""
+def _deployment(pair: Pair) -> Iterator[tuple[BenchServer, StoreOnDisk]]:
+    """The pair's server, and its store's size and settling."""
     holder = PairResult(pair)
     with deployment(pair, Started(), holder) as server:
         schema = _schema_of(server)
         if schema is None:
-            yield server, lambda: _directory_size(server.workdir)
+            yield server, StoreOnDisk(lambda: _directory_size(server.workdir), lambda: False)
         else:
-            yield server, lambda: _schema_size(server, schema)
+            size = functools.partial(_schema_size, server, schema)
+            yield server, StoreOnDisk(size, functools.partial(_analyze, server, schema))
 
 
 def _fill(
@@ -211,6 +223,26 @@ def _directory_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix != ".log")
 
 
+def _analyze(server: BenchServer, schema: str) -> bool:
+    """VACUUM (ANALYZE) the schema's tables when the server's autovacuum is off, as it would
+    have: a PostgreSQL in production runs it, and without statistics the planner reads a
+    recent-time range as a third of the table and scans all of it. True when it ran."""
+    import psycopg
+    from psycopg import sql
+
+    url = server.env["SLIPSTREAM_STORE_URL"].split("?", 1)[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        setting = conn.execute("SHOW autovacuum").fetchone()
+        if setting is not None and setting[0] == "on":
+            return False
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, table)))
+    return True
+
+
 def _schema_size(server: BenchServer, schema: str) -> int | None:
     """Tables, indexes and TOAST of the deployment's PostgreSQL schema."""
     import psycopg
@@ -244,7 +276,8 @@ def scale_rows(result: ScaleResult, params: ScaleParams) -> list[Row]:
                 if step.ingest.total_seconds
                 else "—",
                 notes=f"RSS {mebibytes(step.rss)}; disk "
-                + (f"{per_event:,.0f} bytes/event" if per_event else "—"),
+                + (f"{per_event:,.0f} bytes/event" if per_event else "—")
+                + ("; VACUUM (ANALYZE) run: autovacuum is off" if step.analyzed else ""),
                 section=section,
             )
         )
@@ -283,6 +316,9 @@ def scale_report(results: list[ScaleResult], params: ScaleParams, seconds: float
             "RSS: the deployment's own processes (not NATS or PostgreSQL); disk: the embedded "
             "broker's and store's files, or the PostgreSQL schema's tables and indexes, per "
             "stored event.",
+            "PostgreSQL: where the server runs without autovacuum, the bench runs VACUUM "
+            "(ANALYZE) after each step, as autovacuum would have; without statistics the planner "
+            "scans the whole table for a recent time range.",
         ],
         failures=[f for result in results for f in result.failures],
     )
