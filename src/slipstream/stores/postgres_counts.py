@@ -196,6 +196,14 @@ async def ensure_counts(conn: psycopg.AsyncConnection[Any], counts: Counts) -> N
             await conn.execute(made[name])
 
 
+async def partitioned(conn: psycopg.AsyncConnection[Any], counts: Counts) -> bool:
+    cursor = await conn.execute(
+        "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [counts.table.as_string(conn)]
+    )
+    row = await cursor.fetchone()
+    return row is not None and row[0] == "p"
+
+
 async def counts_in_place(conn: psycopg.AsyncConnection[Any], counts: Counts) -> bool:
     """Whether the counts table is there, counting apart this prefix, with all its triggers: a
     store that may not create resources uses the counts only then."""
