@@ -87,6 +87,8 @@ class Counts:
             "    UPDATE {counts} SET rows = 0, hidden = 0;\n"
             "  END IF;\n"
             "  RETURN NULL;\n"
+            "EXCEPTION WHEN undefined_table THEN\n"
+            "  RETURN NULL;  -- the counts dropped by hand: the write goes on, uncounted\n"
             "END $f$"
         ).format(function=self.rows_function, counts=self.counts, hidden=hidden, stored=STORED)
 
@@ -101,6 +103,8 @@ class Counts:
             "  ELSE\n"
             "    UPDATE {counts} SET quarantined = 0;\n"
             "  END IF;\n"
+            "  RETURN NULL;\n"
+            "EXCEPTION WHEN undefined_table THEN\n"
             "  RETURN NULL;\n"
             "END $f$"
         ).format(function=self.quarantine_function, counts=self.counts)

@@ -140,7 +140,13 @@ async def test_another_prefix_or_no_counts_table_still_answers_by_counting(
     assert (await store.summary(flights, exclude_key_prefix="other-")).rows == 1
     execute(schema, "DROP TABLE {schema}.flights__counts CASCADE")
     assert (await store.summary(flights)).rows == 2  # the counts row is gone: counted instead
+    await store.write(flights, rows_of(flights, event(5)), [])  # the triggers let writes be
+    assert (await store.summary(flights)).rows == 3
     await store.close()
+    reopened = open_store(schema)  # made again, and counted, at the next start
+    await reopened.open([flights])
+    await assert_counts_true(reopened, schema, flights)
+    await reopened.close()
     # A store that may not create resources finds no counts table: it counts, and writes work.
     plain = open_store(schema, create_resources=False)
     execute(schema, "DROP FUNCTION {schema}.flights__count_rows CASCADE")
