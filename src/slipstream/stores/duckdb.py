@@ -20,13 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 import duckdb
 import pyarrow as pa
 
-from slipstream.datasets import RESERVED_COLUMNS, Dataset, FieldType, schema_changes
-from slipstream.errors import BackendUnavailable, ConfigError, TransientStoreError
+from slipstream.datasets import Dataset
+from slipstream.errors import BackendUnavailable, TransientStoreError
 from slipstream.events import EventRows, Rejected
 from slipstream.options import BackendOptions
 from slipstream.stores import (
@@ -42,7 +42,9 @@ from slipstream.stores import (
 from slipstream.stores import duckdb_sql as sql
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
 from slipstream.stores.dialects import DUCKDB
+from slipstream.stores.duckdb_counts import Tallies
 from slipstream.stores.duckdb_database import Connection, Database, is_invalidated
+from slipstream.stores.duckdb_migrations import migrate
 from slipstream.stores.duckdb_options import DuckDBOptions, parse_url
 from slipstream.stores.key_prefixes import AbsentPrefixes
 from slipstream.stores.reads import Bound, Reads, reads_for
@@ -61,6 +63,7 @@ class DuckDBStore:
         create_tables: bool = True,
         readers: int = READERS,
         config: dict[str, Any] | None = None,
+        hidden_key_prefix: str | None = None,
     ) -> None:
         self.path = path
         self._config = config or {}
@@ -74,6 +77,7 @@ class DuckDBStore:
         self._lookups: ThreadCoalescer[str, str, dict[str, Any]] | None = None
         self._reads: dict[str, Reads] = {}
         self._prefixes = AbsentPrefixes()
+        self._tallies = Tallies(hidden_key_prefix)  # the overview's counts (duckdb_counts.py)
 
     @classmethod
     def from_url(cls, url: str, settings: StoreSettings) -> DuckDBStore:
@@ -81,7 +85,12 @@ class DuckDBStore:
         `duckdb:///:memory:` (tests; gone when closed). Query options are DuckDB settings,
         e.g. `?threads=2&memory_limit=2GB` (duckdb_options.py)."""
         path, options = parse_url(url)
-        return cls(path, create_tables=settings.create_resources, config=options.config())
+        return cls(
+            path,
+            create_tables=settings.create_resources,
+            config=options.config(),
+            hidden_key_prefix=settings.hidden_key_prefix,
+        )
 
     # --- threads ------------------------------------------------------------------------------
 
@@ -135,6 +144,7 @@ class DuckDBStore:
 
         def reopen() -> None:
             self._reopen_queued.clear()
+            self._tallies.forget()
             with suppress(BackendUnavailable):
                 self._db.connection()
 
@@ -176,56 +186,7 @@ class DuckDBStore:
         conn = self._db.connection()
         conn.execute(sql.create_fields_table())
         for dataset in datasets:
-            self._migrate(conn, dataset)
-
-    def _migrate(self, conn: Connection, dataset: Dataset) -> None:
-        found = conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
-            [dataset.name],
-        ).fetchone()
-        exists = bool(found and found[0])
-        if not exists and not self._create_tables:
-            raise ConfigError(
-                f"table {dataset.name!r} does not exist in {self.path} and "
-                "SLIPSTREAM_CREATE_RESOURCES is off"
-            )
-        conn.begin()
-        try:
-            if exists:
-                for spec in schema_changes(dataset, self._stored_fields(conn, dataset)):
-                    conn.execute(sql.add_column(dataset, spec))
-                conn.execute(sql.create_quarantine(dataset))
-            else:
-                for statement in sql.create_table(dataset):
-                    conn.execute(statement)
-            conn.executemany(
-                sql.record_field(), [(dataset.name, f.name, f.type) for f in dataset.fields]
-            )
-            conn.commit()
-        except BaseException:
-            with suppress(duckdb.Error):
-                conn.rollback()
-            raise
-
-    @staticmethod
-    def _stored_fields(conn: Connection, dataset: Dataset) -> dict[str, FieldType]:
-        rows = conn.execute(
-            f"SELECT field, type FROM {sql.FIELDS_TABLE} WHERE dataset = ?", [dataset.name]
-        ).fetchall()
-        if rows:
-            return {name: cast(FieldType, kind) for name, kind in rows}
-        # A table made before the metadata table existed: read its column types instead.
-        columns = conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ?",
-            [dataset.name],
-        ).fetchall()
-        stored: dict[str, FieldType] = {}
-        for name, data_type in columns:
-            kind = sql.field_type_of_column(data_type)
-            if kind is not None and name not in RESERVED_COLUMNS:
-                stored[name] = kind
-        return stored
+            migrate(conn, dataset, self.path, create_tables=self._create_tables)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._shutdown)
@@ -275,10 +236,19 @@ class DuckDBStore:
             key = rows.columns.index(dataset.key)
             self._prefixes.note(dataset.name, (row[key] for row in rows.rows))
         inserted = quarantined = 0
+        went_in, stored_at = None, None
+        hidden = table is not None and self._tallies.has_hidden(table[dataset.key])
         conn.begin()
         try:
             if table is not None:
-                inserted = self._insert(conn, sql.BATCH_VIEW, table, sql.insert_rows(dataset, rows))
+                statement = sql.insert_rows(dataset, rows)
+                if hidden:  # which rows went in: the hidden ones are counted apart
+                    conn.register(sql.BATCH_VIEW, table)
+                    went_in = conn.sql(sql.returning(dataset, statement)).to_arrow_table()
+                    inserted = went_in.num_rows
+                else:
+                    inserted = self._insert(conn, sql.BATCH_VIEW, table, statement)
+                    stored_at = conn.execute("SELECT current_timestamp").fetchall()[0]
             if quarantine is not None:
                 statement = sql.insert_quarantine(dataset)
                 quarantined = self._insert(conn, sql.QUARANTINE_VIEW, quarantine, statement)
@@ -292,6 +262,11 @@ class DuckDBStore:
             for view in (sql.BATCH_VIEW, sql.QUARANTINE_VIEW):
                 with suppress(duckdb.Error):
                     conn.unregister(view)
+        if went_in is not None:
+            self._tallies.inserted_rows(dataset, went_in)
+        elif table is not None:
+            self._tallies.inserted(dataset, table, inserted, stored_at[0] if stored_at else None)
+        self._tallies.quarantined(dataset, quarantined)
         return WriteResult(inserted, quarantined)
 
     @staticmethod
@@ -302,20 +277,21 @@ class DuckDBStore:
         row = conn.execute(statement).fetchone()
         return int(row[0]) if row else 0
 
-    async def _delete(self, bound: Bound) -> int:
+    async def _delete(self, dataset: Dataset, bound: Bound) -> int:
         def run(conn: Connection) -> int:
-            row = conn.execute(bound.sql, bound.params).fetchone()
-            return int(row[0]) if row else 0
+            rows = conn.execute(bound.sql, bound.params).fetchall()
+            self._tallies.deleted(conn, dataset)
+            return int(rows[0][0]) if rows else 0
 
         return await self._on_writer(run)
 
     async def release_quarantined(self, dataset: Dataset, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        return await self._delete(self._reads_for(dataset).release(ids))
+        return await self._delete(dataset, self._reads_for(dataset).release(ids))
 
     async def expire(self, dataset: Dataset, before: datetime) -> int:
-        return await self._delete(self._reads_for(dataset).expire(before))
+        return await self._delete(dataset, self._reads_for(dataset).expire(before))
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -373,10 +349,23 @@ class DuckDBStore:
     async def summary(
         self, dataset: Dataset, *, exclude_key_prefix: str | None = None
     ) -> DatasetSummary:
+        if exclude_key_prefix in (None, self._tallies.hidden_prefix):
+            tally = self._tallies.get(dataset.name)
+            if tally is None or not tally.newest_known:
+                await self._on_writer(self._take_tally, dataset)
+                tally = self._tallies.get(dataset.name)
+            if tally is not None:
+                return summary_of(*tally.summary_values(hide=exclude_key_prefix is not None))
         look = partial(self._look, dataset)
         prefix = await self._prefixes.needed(dataset.name, exclude_key_prefix, look)
         rows = await self._fetch(self._reads_for(dataset).summary(prefix))
         return summary_of(*rows[0])
+
+    def _take_tally(self, conn: Connection, dataset: Dataset) -> None:
+        if self._tallies.get(dataset.name) is None:
+            self._tallies.take(conn, dataset)
+        else:
+            self._tallies.read_newest(conn, dataset)
 
     # Last in the class: below this, `list` would name the method in annotations.
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:

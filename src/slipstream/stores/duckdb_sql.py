@@ -139,6 +139,11 @@ def insert_rows(dataset: Dataset, rows: EventRows) -> str:
     )
 
 
+def returning(dataset: Dataset, insert: str) -> str:
+    """`insert` answering the rows that went in: key, event time, stored time."""
+    return f"{insert} RETURNING {quote(dataset.key)}, {quote(dataset.event_time)}, _stored_at"
+
+
 def quarantine_rows(rejected: Sequence[Rejected]) -> pa.Table:
     unique: dict[str, Rejected] = {}
     for item in rejected:

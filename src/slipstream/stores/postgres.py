@@ -9,7 +9,6 @@ transaction holding an advisory lock, so processes starting together take turns.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from datetime import datetime
@@ -36,13 +35,12 @@ from slipstream.stores import (
 )
 from slipstream.stores import postgres_sql as q
 from slipstream.stores.coalesce import Coalescer
-from slipstream.stores.postgres_counts import Counts, counts_in_place, ensure_counts, partitioned
+from slipstream.stores.postgres_counts import Counts, keeps_counts
 from slipstream.stores.postgres_loaders import configure
 from slipstream.stores.postgres_options import PostgresOptions, parse_url
 from slipstream.stores.reads import Bound, Reads
 
 T = TypeVar("T")
-log = logging.getLogger("slipstream.store")
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 PING_TIMEOUT = 3.0
 
@@ -200,8 +198,9 @@ class PostgresStore:
             )
         for statement in ddl + statements.create_indexes():
             await conn.execute(statement)
-        if await self._keeps_counts(conn, Counts(self.schema, dataset, self._hidden)):
-            self._counted[dataset.name] = Counts(self.schema, dataset, self._hidden)
+        counts = Counts(self.schema, dataset, self._hidden)
+        if await keeps_counts(conn, counts, create=self._create, where=self.where):
+            self._counted[dataset.name] = counts
         async with conn.cursor() as cursor:
             await cursor.executemany(
                 sql.SQL(
@@ -210,30 +209,6 @@ class PostgresStore:
                 ).format(sql.Identifier(self.schema, q.FIELDS_TABLE)),
                 [(dataset.name, f.name, f.type) for f in dataset.fields],
             )
-
-    async def _keeps_counts(self, conn: Connection, counts: Counts) -> bool:
-        """Whether the dataset's counts are kept (postgres_counts.py), made now if need be.
-
-        Not on a partitioned table: dropping a partition, the cheap retention, fires no delete
-        trigger. Nor where the server refuses the triggers (a Citus distributed table, missing
-        privileges): the overview then counts rows, as it did before the counts existed.
-        """
-        if await partitioned(conn, counts):
-            return False
-        if not self._create:
-            return await counts_in_place(conn, counts)
-        try:
-            async with conn.transaction():  # a savepoint: a refusal leaves the migration whole
-                await ensure_counts(conn, counts)
-        except psycopg.Error as exc:
-            log.warning(
-                "%s: keeping no row counts for %s (%s); GET /v1/datasets counts its rows instead",
-                self.where,
-                counts.table.as_string(conn),
-                " ".join(str(exc).split()),
-            )
-            return False
-        return True
 
     async def _stored_fields(self, conn: Connection, dataset: Dataset) -> dict[str, FieldType]:
         cursor = await conn.execute(

@@ -17,6 +17,7 @@ from then on the triggers keep it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
@@ -27,6 +28,7 @@ from slipstream.stores.postgres_sql import object_name
 
 STORED = sql.Identifier("_stored_at")
 PREFIX_VARIABLE = sql.SQL("p")  # the trigger functions' copy of the counts row's prefix
+log = logging.getLogger("slipstream.store")
 TRIGGERS = ("slipstream_counts_insert", "slipstream_counts_delete", "slipstream_counts_truncate")
 
 
@@ -174,6 +176,33 @@ class Counts:
             stored=stored,
             counts=self.counts,
         )
+
+
+async def keeps_counts(
+    conn: psycopg.AsyncConnection[Any], counts: Counts, *, create: bool, where: str
+) -> bool:
+    """At open, inside the migration: whether the dataset's counts are kept, made if need be.
+
+    Not on a partitioned table: dropping a partition, the cheap retention, fires no delete
+    trigger. Nor where the server refuses the triggers (a Citus distributed table, missing
+    privileges): the overview then counts rows, as it did before the counts existed.
+    """
+    if await partitioned(conn, counts):
+        return False
+    if not create:
+        return await counts_in_place(conn, counts)
+    try:
+        async with conn.transaction():  # a savepoint: a refusal leaves the migration whole
+            await ensure_counts(conn, counts)
+    except psycopg.Error as exc:
+        log.warning(
+            "%s: keeping no row counts for %s (%s); GET /v1/datasets counts its rows instead",
+            where,
+            counts.table.as_string(conn),
+            " ".join(str(exc).split()),
+        )
+        return False
+    return True
 
 
 async def ensure_counts(conn: psycopg.AsyncConnection[Any], counts: Counts) -> None:

@@ -154,6 +154,6 @@ async def test_another_prefix_or_no_counts_table_still_answers_by_counting(
     try:
         await plain.write(flights, rows_of(flights, event(3)), [])
         summary = await plain.summary(flights, exclude_key_prefix=HIDDEN)
-        assert summary == DatasetSummary(3, 0, summary.newest_event_time, summary.last_stored_at)
+        assert summary == DatasetSummary(4, 0, summary.newest_event_time, summary.last_stored_at)
     finally:
         await plain.close()
