@@ -5,35 +5,20 @@ with another event time), hidden keys, quarantine, retention, released quarantin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
 
 from slipstream.datasets import Dataset
 from slipstream.events import HIDDEN_KEY_PREFIX, Rejected
-from slipstream.stores import DatasetSummary, StoreSettings, summary_of
+from slipstream.stores import DatasetSummary, summary_of
 from slipstream.stores.dialects import DUCKDB
 from slipstream.stores.duckdb import DuckDBStore
 from slipstream.stores.reads import Reads
-from tests import helpers
+from tests.backends.duckdb.test_duckdb_store import open_store, store, url
 from tests.backends.rows import T0, event, rows_of
 
+__all__ = ["store", "url"]  # fixtures, shared with the store's other tests
+
 HIDDEN = HIDDEN_KEY_PREFIX
-
-
-def open_store(path: Path) -> DuckDBStore:
-    url = f"duckdb:///{path / 'warehouse.duckdb'}?threads=1"
-    return DuckDBStore.from_url(url, StoreSettings.of(helpers.settings()))
-
-
-@pytest.fixture
-async def store(tmp_path: Path, flights: Dataset) -> AsyncIterator[DuckDBStore]:
-    instance = open_store(tmp_path)
-    await instance.open([flights])
-    yield instance
-    await instance.close()
 
 
 async def from_table(store: DuckDBStore, dataset: Dataset, prefix: str | None) -> DatasetSummary:
@@ -82,12 +67,12 @@ async def test_a_repeated_key_with_another_time_leaves_the_newest_time_true(
     await assert_counts_true(store, flights)
 
 
-async def test_counts_are_taken_again_after_a_reopen(tmp_path: Path, flights: Dataset) -> None:
-    first = open_store(tmp_path)
+async def test_counts_are_taken_again_after_a_reopen(url: str, flights: Dataset) -> None:
+    first = open_store(url)
     await first.open([flights])
     await first.write(flights, rows_of(flights, event(1), event(2, id=f"{HIDDEN}2")), [])
     await first.close()
-    again = open_store(tmp_path)
+    again = open_store(url)
     await again.open([flights])
     try:
         await again.write(flights, rows_of(flights, event(3)), [])
