@@ -13,7 +13,8 @@ one, is kept for ever. This subclass adds, at the one place that sees every byte
   keep-alive timeout), and as long again for the rest of a body it was answered before sending;
 - a connection bound: past `max_connections` (or as many requests in progress) each request is
   answered 503 with Retry-After and its connection closed, as uvicorn's `limit_concurrency` does;
-- the JSON error body on these answers and on the 400 for a request that does not parse.
+- the JSON error body on these answers and on the 400 for a request that does not parse;
+- an answer's writes in one system call (api/transport.py).
 
 Settings: `SLIPSTREAM_MAX_HEAD_BYTES`, `SLIPSTREAM_HEAD_TIMEOUT`, `SLIPSTREAM_MAX_CONNECTIONS`.
 """
@@ -23,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from slipstream.api.errors import code_for, error_body
 from slipstream.api.headers import SECURITY_HEADERS
+from slipstream.api.transport import CoalescingTransport
 from slipstream.config import Settings
 
 log = logging.getLogger("slipstream.api")
@@ -67,6 +69,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # An answer's head and body leave in one system call (api/transport.py).
+        self.transport = cast(asyncio.Transport, CoalescingTransport(transport, self.loop))
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
