@@ -69,7 +69,9 @@ def test_pushed_messages_land_exactly_once(server: ServerProcess, push_topic: st
 
         ids = wait_until(
             all_landed,
-            timeout=60,
+            # The emulator, shared by the whole run and loaded by the tests before, has taken
+            # over a minute to start pushing in a full CI run.
+            timeout=150,
             interval=0.25,
             what=f"{EVENTS} pushed events in the store ({server.log_path})",
         )
