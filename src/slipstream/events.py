@@ -180,6 +180,15 @@ class EventCodec:
         value = event.get(self.key)
         return value if isinstance(value, str) else None
 
+    def id_in(self, data: bytes) -> str | None:
+        """The id an event's JSON text holds, if it parses to an object with a usable one."""
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        value = self.event_id(event) if isinstance(event, dict) else None
+        return value if value and "\x00" not in value and len(value) <= MAX_ID_LENGTH else None
+
 
 def _check_utc(name: str, stamp: datetime) -> None:
     if stamp.tzinfo is None:  # read as UTC

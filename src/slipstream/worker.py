@@ -9,6 +9,9 @@ to wait for it after a failure), and acts on error classes alone:
 - BackendUnavailable (TransientStoreError included) → nack with backoff, then stop pulling until
   the store answers a ping again, so an outage costs each message one delivery, not all of them;
 - a broker failing an ack → pause and go on: the messages return after their lease.
+A message may be a bundle of events (bundles.py): its events are written like single messages
+and a bundle the store refuses is published again as single messages (then acked), so that the
+culprit is found and dead-lettered alone.
 While it backs off, the worker pings the backend that failed every PING_INTERVAL and resumes as
 soon as one that was down answers again; one that answered throughout gets the whole backoff.
 """
@@ -20,23 +23,23 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from slipstream import otel
-from slipstream.brokers import Consumer, Delivery
+from slipstream.brokers import Consumer, Delivery, Publisher
+from slipstream.bundles import count_of, events_of, unbundled
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, Dataset
 from slipstream.errors import BackendUnavailable, TerminalStoreError
 from slipstream.events import EventCodec, Rejected
 from slipstream.metrics import Metrics
+from slipstream.origins import Origins, of_message
 from slipstream.registry import Reachable
 from slipstream.stores import Writer
 
 log = logging.getLogger("slipstream.worker")
 MAX_BACKOFF = 30.0
-LOGGED_IDS = 5  # request and trace ids named in a batch line; a batch may carry thousands
 QUARANTINE_LINES = 10  # quarantined events logged one by one per batch; the rest are counted
 PING_INTERVAL = 0.2  # seconds between pings of a backend the worker waits for
 PING_TIMEOUT = 5.0  # a ping not answered by then counts as down
@@ -46,8 +49,8 @@ class StoreDown(Exception):
     """The store failed a write for a reason that may pass; the batch was nacked."""
 
 
-class Source(Consumer, Reachable, Protocol):
-    """The broker, as the worker uses it."""
+class Source(Consumer, Publisher, Reachable, Protocol):
+    """The broker, as the worker uses it (it publishes only to split a bundle)."""
 
 
 class Sink(Writer, Reachable, Protocol):
@@ -71,6 +74,9 @@ class Worker:
         self.codecs = {d.name: EventCodec(d) for d in catalog}
         self._stopping = asyncio.Event()
         self._buried: dict[str, int] = {}  # dataset → broker.buried() when last read
+        # dataset → events per message of the last pull: bundles make a message many events,
+        # and a batch is counted in events (SLIPSTREAM_BATCH_SIZE).
+        self._per_message: dict[str, float] = {}
 
     def stop(self) -> None:
         """Finish the batches in hand, then return from `run` (cancelling `run` releases them)."""
@@ -86,7 +92,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 deliveries = await self.broker.pull(
-                    dataset.name, self.settings.batch_size, self.settings.batch_wait
+                    dataset.name, self._pull_size(dataset.name), self.settings.batch_wait
                 )
             except BackendUnavailable as exc:
                 failures += 1
@@ -97,6 +103,8 @@ class Worker:
                 self._count_buried(dataset.name)
             if not deliveries:
                 continue
+            events = sum(count_of(d.attributes) for d in deliveries)
+            self._per_message[dataset.name] = events / len(deliveries)
             try:
                 await self.process(dataset, deliveries)
                 failures = 0
@@ -109,6 +117,10 @@ class Worker:
                 failures += 1
                 log.warning("broker unavailable for %s: %s", dataset.name, exc)
                 await self._recover(self.broker.ping, failures)
+
+    def _pull_size(self, name: str) -> int:
+        """Messages to ask for: about a batch of events at the last pull's events per message."""
+        return max(1, int(self.settings.batch_size / self._per_message.get(name, 1.0)))
 
     def _count_buried(self, name: str) -> None:
         """Count what the broker's pulls dead-lettered for max deliveries since the last look."""
@@ -123,7 +135,8 @@ class Worker:
         origins = Origins.of(deliveries)
         fields = {"messaging.destination.name": dataset.name} if otel.enabled() else None
         try:
-            self.metrics.batch_size.labels(dataset.name).observe(len(deliveries))
+            events = sum(count_of(d.attributes) for d in deliveries)
+            self.metrics.batch_size.labels(dataset.name).observe(events)
             # Links, not a parent: a batch carries messages from many producers' traces.
             with otel.span(
                 "process batch", kind="consumer", links=origins.traceparents, attributes=fields
@@ -158,9 +171,16 @@ class Worker:
     ) -> TerminalStoreError | None:
         """Write and ack `deliveries`, or return the store's refusal (nothing acked)."""
         codec = self.codecs[dataset.name]
-        rows, rejected = codec.decode(
-            [(d.key, d.data, _received_at(d.published_at)) for d in deliveries]
-        )
+        messages = []
+        owners: list[int] = []  # the delivery of each event, for the log lines of rejects
+        sizes: list[int] = []  # events each delivery carries
+        for index, delivery in enumerate(deliveries):
+            received_at = _received_at(delivery.published_at)
+            carried = events_of(delivery)
+            messages += [(key, data, received_at) for key, data in carried]
+            owners += [index] * len(carried)
+            sizes.append(len(carried))
+        rows, rejected = codec.decode(messages)
         started = time.perf_counter()
         try:
             result = await self.store.write(dataset, rows, [r for _, r in rejected])
@@ -178,10 +198,13 @@ class Worker:
         committed = time.time()
         self.metrics.write_latency.labels(dataset.name).observe(time.perf_counter() - started)
         await self.broker.ack(dataset.name, deliveries)
-        self._record(dataset, deliveries, origins, result.inserted, len(rows), rejected)
+        culprits = [(deliveries[owners[index]], item) for index, item in rejected]
+        self._record(dataset, deliveries, origins, result.inserted, len(rows), culprits)
         freshness = self.metrics.freshness.labels(dataset.name)
-        for delivery in deliveries:
-            freshness.observe(max(0.0, committed - delivery.published_at))
+        for delivery, size in zip(deliveries, sizes, strict=True):
+            age = max(0.0, committed - delivery.published_at)
+            for _ in range(size):  # the freshness objective counts events
+                freshness.observe(age)
         return None
 
     def _record(
@@ -191,7 +214,7 @@ class Worker:
         origins: Origins | None,
         inserted: int,
         valid: int,
-        rejected: Sequence[tuple[int, Rejected]],
+        rejected: Sequence[tuple[Delivery, Rejected]],
     ) -> None:
         """Metrics and log lines of a batch written and acked."""
         name = dataset.name
@@ -205,7 +228,7 @@ class Worker:
             "batch written",
             extra={
                 "dataset": name,
-                "batch_size": len(deliveries),
+                "batch_size": valid + len(rejected),
                 "written": inserted,
                 "duplicates": valid - inserted,
                 "quarantined": len(rejected),
@@ -213,11 +236,10 @@ class Worker:
                 "trace_ids": origins.trace_ids(),
             },
         )
-        for index, item in rejected[:QUARANTINE_LINES]:
-            log.info(
-                "event quarantined",
-                extra=_of_message(deliveries[index], dataset=name, reason=item.reason[:300]),
-            )
+        for delivery, item in rejected[:QUARANTINE_LINES]:
+            fields = of_message(delivery, dataset=name, reason=item.reason[:300])
+            fields["event_id"] = item.key
+            log.info("event quarantined", extra=fields)
 
     async def _isolate(
         self, dataset: Dataset, deliveries: Sequence[Delivery], error: TerminalStoreError
@@ -240,6 +262,12 @@ class Worker:
                 continue
             if refused is None:
                 continue
+            if len(part) == 1 and len(events_of(part[0])) > 1:
+                try:
+                    await self._split(dataset, part[0])
+                except BackendUnavailable as exc:  # the bundle comes back after its lease
+                    broker_error = broker_error or exc
+                continue
             if len(part) == 1:
                 await self._dead_letter(dataset, part[0], refused)
                 continue
@@ -247,6 +275,22 @@ class Worker:
             pending += [(part[middle:], None), (part[:middle], None)]
         if broker_error is not None:
             raise broker_error
+
+    async def _split(self, dataset: Dataset, bundle: Delivery) -> None:
+        """Publish a refused bundle's events again as single messages, then ack the bundle; the
+        singles come back to this worker, and the one at fault is dead-lettered alone. Until the
+        ack lands, a failure leaves the bundle leased (it returns after its lease): events
+        published twice are stored once. Raises BackendUnavailable when the broker fails."""
+        singles = unbundled(bundle, self.codecs[dataset.name].id_in)
+        log.warning(
+            "store refused a bundle of %d events of %s; publishing them one by one to find the"
+            " culprit",
+            len(singles),
+            dataset.name,
+            extra=of_message(bundle, dataset=dataset.name),
+        )
+        await self.broker.publish(dataset.name, singles)
+        await self.broker.ack(dataset.name, [bundle])
 
     async def _dead_letter(
         self, dataset: Dataset, culprit: Delivery, error: TerminalStoreError
@@ -259,7 +303,7 @@ class Worker:
             culprit.key,
             name,
             error,
-            extra=_of_message(culprit, dataset=name),
+            extra=of_message(culprit, dataset=name),
         )
         try:
             await self.broker.dead_letter(name, [culprit], f"store refused it: {error}")
@@ -271,7 +315,7 @@ class Worker:
                 name,
                 exc,
                 delay,
-                extra=_of_message(culprit, dataset=name),
+                extra=of_message(culprit, dataset=name),
             )
             await self._give_back(dataset, [culprit], delay)
             return
@@ -319,45 +363,6 @@ class Worker:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class Origins:
-    """Where a batch came from: the first few distinct request ids, and producers' traceparents."""
-
-    request_ids: list[str]
-    traceparents: list[str]
-
-    @classmethod
-    def of(cls, deliveries: Sequence[Delivery]) -> Origins:
-        request_ids: dict[str, None] = {}  # insertion-ordered set
-        traceparents: dict[str, None] = {}
-        for delivery in deliveries:
-            attributes = delivery.attributes
-            if (rid := attributes.get("request_id")) and len(request_ids) < LOGGED_IDS:
-                request_ids[rid] = None
-            if (parent := attributes.get("traceparent")) and len(traceparents) < otel.MAX_LINKS:
-                traceparents[parent] = None
-        return cls(list(request_ids), list(traceparents))
-
-    def trace_ids(self) -> list[str]:
-        ids: dict[str, None] = {}
-        for parent in self.traceparents:
-            if (parsed := otel.parse_traceparent(parent)) is not None:
-                ids[parsed[0]] = None
-                if len(ids) == LOGGED_IDS:
-                    break
-        return list(ids)
-
-
-def _of_message(delivery: Delivery, **fields: str) -> dict[str, str]:
-    """Log fields naming one message and the request that sent it."""
-    fields["event_id"] = delivery.key
-    if request_id := delivery.attributes.get("request_id"):
-        fields["request_id"] = request_id
-    if (parsed := otel.parse_traceparent(delivery.attributes.get("traceparent"))) is not None:
-        fields["trace_id"] = parsed[0]
-    return fields
 
 
 def _received_at(published_at: float) -> datetime:

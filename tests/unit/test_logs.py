@@ -289,9 +289,15 @@ def test_ingested_messages_carry_the_request_id_and_traceparent(
 
     deliveries = client.portal.call(runtime.broker.pull, "flights", 10, 5.0)  # type: ignore[union-attr]
 
+    # The embedded broker takes the request's two events as one bundle (bundles.py).
     assert [d.attributes for d in deliveries] == [
-        {"dataset": "flights", "request_id": "req-ingest", "traceparent": TRACEPARENT}
-    ] * 2
+        {
+            "dataset": "flights",
+            "request_id": "req-ingest",
+            "traceparent": TRACEPARENT,
+            "bundle": "2",
+        }
+    ]
     (line,) = [line for line in log_lines(captured) if line["logger"] == "slipstream.access"]
     assert (line["request_id"], line["trace_id"], line["status"]) == ("req-ingest", TRACE, 202)
 

@@ -12,6 +12,7 @@ import pytest
 
 from slipstream import worker as worker_module
 from slipstream.brokers import Broker, Outgoing, create_broker
+from slipstream.bundles import pack
 from slipstream.config import Settings
 from slipstream.datasets import Dataset, load_catalog
 from slipstream.errors import BackendUnavailable, TerminalStoreError, TransientStoreError
@@ -345,3 +346,57 @@ async def test_the_worker_resumes_as_soon_as_the_store_answers_again(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def publish_bundles(broker: Broker, events: list[dict[str, object]], size: int) -> None:
+    """As the API publishes to the embedded broker: the events in bundles of `size`."""
+    shared = {"dataset": "flights"}
+    singles = [Outgoing(str(e["id"]), orjson.dumps(e), shared) for e in events]
+    await broker.publish("flights", pack(singles, max_events=size))
+
+
+async def test_a_bundle_the_store_refuses_is_split_and_only_its_culprit_dead_lettered(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
+    broker, store = backends
+    metrics = Metrics()
+    worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)
+    await publish_bundles(broker, [flight_event(i) for i in range(40)], size=10)
+    assert await broker.backlog("flights") == 40  # counted in events, not in messages
+
+    async def done() -> bool:
+        return (await store.summary(FLIGHTS)).rows == 39 and bool(
+            await broker.dead_letters("flights", 10, None)
+        )
+
+    await run_until(worker, done)
+    [letter] = await broker.dead_letters("flights", 10, None)
+    assert (letter.key, orjson.loads(letter.data)["id"]) == ("ev-0000013", "ev-0000013")
+    assert metrics.events_written.labels("flights")._value.get() == 39
+    assert metrics.events_duplicate.labels("flights")._value.get() == 0
+    assert metrics.events_dead_lettered.labels("flights", "terminal_error")._value.get() == 1
+    assert await broker.backlog("flights") == 0
+
+
+async def test_a_bundle_published_by_another_client_quarantines_only_its_bad_lines(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
+    broker, store = backends
+    metrics = Metrics()
+    worker = Worker(broker, store, CATALOG, settings, metrics)
+    good = [orjson.dumps(flight_event(i)) for i in range(2)]
+    data = b"\n".join([good[0], b"{broken", good[1], b'{"status": "landed"}'])
+    await broker.publish("flights", [Outgoing("b1", data, {"bundle": "999999"})])
+
+    async def done() -> bool:
+        summary = await store.summary(FLIGHTS)
+        return summary.rows == 2 and summary.quarantined == 2
+
+    await run_until(worker, done)
+    quarantined = await store.quarantined_by_id(FLIGHTS, None, 10)
+    assert sorted((q.id, q.raw) for q in quarantined) == [
+        ("b1.1", "{broken"),
+        ("b1.3", '{"status": "landed"}'),
+    ]
+    assert metrics.events_quarantined.labels("flights", "invalid_json")._value.get() == 1
+    assert await store.get(FLIGHTS, "ev-0000001") is not None

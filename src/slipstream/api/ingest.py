@@ -16,6 +16,7 @@ from slipstream.api.response_models import Accepted
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Publisher
+from slipstream.bundles import pack
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
@@ -53,9 +54,13 @@ async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, ret
     """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
     if intake.messages:
         broker: Publisher = runtime.broker
+        capabilities = runtime.broker.capabilities
+        messages = intake.messages
+        if capabilities.bundles:
+            messages = pack(messages, capabilities.max_message_bytes)
         try:
             with otel.span("publish", kind="producer", attributes=_span_fields(dataset, intake)):
-                await broker.publish(dataset.name, intake.messages)
+                await broker.publish(dataset.name, messages)
         except BackendUnavailable as exc:
             raise ApiError(
                 503,

@@ -154,8 +154,9 @@ class Consumer(Protocol):
         and a `Truncation`. A long reason may be shortened (to `letters.MAX_REASON`)."""
 
     def buried(self, dataset: str) -> int:
-        """Messages `pull` moved to the dead letters for `max_deliveries` since this instance was
-        made (only part of them, or none, where `capabilities.worn_out_by` is not "broker")."""
+        """Events `pull` moved to the dead letters for `max_deliveries` since this instance was
+        made, a bundle counting for the events it carries (bundles.py); only part of them, or
+        none, where `capabilities.worn_out_by` is not "broker"."""
 
 
 class DeadLetterAdmin(Described, Protocol):
@@ -168,8 +169,9 @@ class DeadLetterAdmin(Described, Protocol):
 
 class Backlog(Described, Protocol):
     async def backlog(self, dataset: str) -> int:
-        """Messages published and not yet acked (leased ones included); always 0 where
-        `capabilities.counts_backlog` is false."""
+        """Events published and not yet acked (leased ones included); always 0 where
+        `capabilities.counts_backlog` is false. A bundle counts for its events where the broker
+        publishes bundles (`capabilities.bundles`), as one message elsewhere."""
 
 
 class Broker(BrokerLifecycle, Publisher, Consumer, DeadLetterAdmin, Backlog, Protocol):

@@ -68,6 +68,9 @@ class BrokerCapabilities:
     # broker still dead-letters after SLIPSTREAM_MAX_DELIVERIES itself below that.
     min_deliveries: int = 1
     worn_out_by: WornOutBy = "broker"
+    # Whether the API publishes a request's events to it as bundles (bundles.py): where one
+    # message costs far more than its bytes and the backlog is counted in events.
+    bundles: bool = False
 
     def lease_for(self, seconds: float) -> float:
         """The lease the service will hold for a lease of `seconds` asked for."""

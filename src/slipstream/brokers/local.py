@@ -31,14 +31,17 @@ from slipstream.brokers import (
     Outgoing,
 )
 from slipstream.brokers.letters import short_reason
+from slipstream.bundles import count_of
 from slipstream.config import path_from_url
 from slipstream.disk import DiskWatch
 from slipstream.errors import BackendUnavailable, ConfigError
 from slipstream.options import BackendOptions
 
 T = TypeVar("T")
-# No limit of its own on a message's size, lease or deliveries; it buries worn-out messages.
-CAPABILITIES = BrokerCapabilities(dead_letter_ids=ROW_ID)
+# No limit of its own on a message's size, lease or deliveries; it buries worn-out messages. A
+# row costs far more than its bytes (insert, lease and delete each touch an index), so it takes
+# bundles.
+CAPABILITIES = BrokerCapabilities(dead_letter_ids=ROW_ID, bundles=True)
 
 BACKLOG_CACHE_SECONDS = 0.5
 POLL_FIRST, POLL_MAX = 0.01, 0.1
@@ -53,7 +56,8 @@ CREATE TABLE IF NOT EXISTS messages (
     attributes TEXT NOT NULL,
     published_at REAL NOT NULL,
     visible_at REAL NOT NULL,
-    deliveries INTEGER NOT NULL
+    deliveries INTEGER NOT NULL,
+    events INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (dataset, visible_at, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -65,10 +69,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     published_at REAL NOT NULL,
     deliveries INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    dead_at REAL NOT NULL
+    dead_at REAL NOT NULL,
+    events INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_dataset ON dead_letters (dataset, id);
 """
+# `events`: how many events a row's message carries (a bundle's count, bundles.py), so that the
+# backlog is counted in events. Files made before it get the column, 1 for what they hold.
+EVENTS_COLUMN = "ALTER TABLE {table} ADD COLUMN events INTEGER NOT NULL DEFAULT 1"
 
 # The oldest visible messages, by the time they became visible: the index serves the order, so a
 # pull reads only `:n` rows whatever the backlog (strict seq order would sort every visible row).
@@ -76,9 +84,11 @@ WINDOW = """SELECT seq FROM messages WHERE dataset = :dataset AND visible_at <= 
     {extra} ORDER BY visible_at, seq LIMIT :n"""
 BURY_WORN = (
     "INSERT INTO dead_letters (dataset, key, data, attributes, published_at, deliveries, reason,"
-    " dead_at) SELECT dataset, key, data, attributes, published_at, deliveries,"
+    " dead_at, events) SELECT dataset, key, data, attributes, published_at, deliveries,"
     " 'delivered ' || deliveries || ' times without an ack (lease expired or nacked each time)',"
-    " :now FROM messages WHERE seq IN (" + WINDOW.format(extra="") + ") AND deliveries >= :max"
+    " :now, events FROM messages WHERE seq IN ("
+    + WINDOW.format(extra="")
+    + ") AND deliveries >= :max"
     " ORDER BY seq"
 )
 DELETE_WORN = (
@@ -87,21 +97,22 @@ DELETE_WORN = (
 LEASE = (
     "UPDATE messages SET visible_at = :until, deliveries = deliveries + 1 WHERE seq IN ("
     + WINDOW.format(extra="AND deliveries < :max")
-    + ") RETURNING seq, key, data, attributes, published_at, deliveries"
+    + ") RETURNING seq, key, data, attributes, published_at, deliveries, events"
 )
 BURY_ONE = (
     "INSERT INTO dead_letters (dataset, key, data, attributes, published_at, deliveries, reason,"
-    " dead_at) SELECT dataset, key, data, attributes, published_at, deliveries, ?, ?"
+    " dead_at, events) SELECT dataset, key, data, attributes, published_at, deliveries, ?, ?,"
+    " events"
     " FROM messages WHERE dataset = ? AND seq = ?"
 )
 INSERT = (
-    "INSERT INTO messages (dataset, key, data, attributes, published_at, visible_at, deliveries)"
-    " VALUES (?, ?, ?, ?, ?, ?, 0)"
+    "INSERT INTO messages (dataset, key, data, attributes, published_at, visible_at, deliveries,"
+    " events) VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
 )
 DELETE_ONE = "DELETE FROM messages WHERE dataset = ? AND seq = ?"
 REPLAY = (
-    "INSERT INTO messages (dataset, key, data, attributes, published_at, visible_at, deliveries)"
-    " SELECT dataset, key, data, attributes, published_at, ?, 0 FROM dead_letters"
+    "INSERT INTO messages (dataset, key, data, attributes, published_at, visible_at, deliveries,"
+    " events) SELECT dataset, key, data, attributes, published_at, ?, 0, events FROM dead_letters"
     " WHERE dataset = ? {where} ORDER BY id"
 )
 
@@ -210,6 +221,10 @@ class LocalBroker:
             db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
             db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            for table in ("messages", "dead_letters"):
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if "events" not in columns:
+                    db.execute(EVENTS_COLUMN.format(table=table))
         except BaseException:
             db.close()
             raise
@@ -235,7 +250,7 @@ class LocalBroker:
         if not messages:
             return
         await self._run(self._insert, dataset, messages)
-        self._adjust_backlog(dataset, len(messages))
+        self._adjust_backlog(dataset, sum(count_of(m.attributes) for m in messages))
         event.set()
 
     def _insert(self, dataset: str, messages: Sequence[Outgoing]) -> None:
@@ -248,7 +263,7 @@ class LocalBroker:
             text = encoded.get(id(m.attributes))
             if text is None:
                 text = encoded[id(m.attributes)] = orjson.dumps(dict(m.attributes)).decode()
-            rows.append((dataset, m.key, m.data, text, now, now))
+            rows.append((dataset, m.key, m.data, text, now, now, count_of(m.attributes)))
         self._write(lambda db: db.executemany(INSERT, rows))
 
     # --- consuming ------------------------------------------------------------------------
@@ -281,13 +296,13 @@ class LocalBroker:
             return [], 0
 
         def lease(db: sqlite3.Connection) -> tuple[list[Delivery], int]:
-            buried = db.execute(BURY_WORN, params).rowcount
-            if buried:
-                db.execute(DELETE_WORN, params)
+            buried = 0  # events, a bundle counting for all it carries
+            if db.execute(BURY_WORN, params).rowcount:
+                buried = sum(n for (n,) in db.execute(DELETE_WORN + " RETURNING events", params))
             rows = db.execute(LEASE, {**params, "until": now + self._lease_seconds}).fetchall()
             decoded: dict[str, dict[str, str]] = {}  # the same text for a request's events
             deliveries = []
-            for seq, key, data, text, published_at, count in sorted(rows):
+            for seq, key, data, text, published_at, count, _ in sorted(rows):
                 attributes = decoded.get(text)
                 if attributes is None:
                     attributes = decoded[text] = orjson.loads(text)
@@ -300,8 +315,8 @@ class LocalBroker:
     async def ack(self, dataset: str, deliveries: Sequence[Delivery]) -> None:
         self._topic(dataset)
         rows = [(dataset, int(d.handle)) for d in deliveries]
-        deleted = await self._transact(lambda db: db.executemany(DELETE_ONE, rows).rowcount)
-        self._adjust_backlog(dataset, -deleted)
+        await self._transact(lambda db: db.executemany(DELETE_ONE, rows))
+        self._adjust_backlog(dataset, -sum(count_of(d.attributes) for d in deliveries))
 
     async def nack(self, dataset: str, deliveries: Sequence[Delivery], delay: float) -> None:
         event = self._topic(dataset)
@@ -321,12 +336,12 @@ class LocalBroker:
         reason, now = short_reason(reason), time.time()
         seqs = [(dataset, int(d.handle)) for d in deliveries]
 
-        def bury(db: sqlite3.Connection) -> int:
+        def bury(db: sqlite3.Connection) -> None:
             db.executemany(BURY_ONE, [(reason, now, *row) for row in seqs])
-            return db.executemany(DELETE_ONE, seqs).rowcount
+            db.executemany(DELETE_ONE, seqs)
 
-        buried = await self._transact(bury)
-        self._adjust_backlog(dataset, -buried)
+        await self._transact(bury)
+        self._adjust_backlog(dataset, -sum(count_of(d.attributes) for d in deliveries))
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -335,7 +350,7 @@ class LocalBroker:
         cached = self._backlog.get(dataset)
         if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
-        sql = "SELECT count(*) FROM messages WHERE dataset = ?"
+        sql = "SELECT coalesce(sum(events), 0) FROM messages WHERE dataset = ?"
         count: int = await self._run(lambda: self._db.execute(sql, (dataset,)).fetchone()[0])
         self._backlog[dataset] = (count, time.monotonic() + BACKLOG_CACHE_SECONDS)
         return count
@@ -367,7 +382,7 @@ class LocalBroker:
             return moved
 
         moved = await self._transact(replay)
-        self._adjust_backlog(dataset, moved)
+        self._backlog.pop(dataset, None)  # a replayed bundle counts for its events: count again
         if moved:
             event.set()
         return moved

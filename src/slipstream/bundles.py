@@ -1,0 +1,103 @@
+"""Many events in one broker message: what the embedded broker's per-message cost is paid once for.
+
+A request's events are published as bundles: the events' JSON texts, one per line (NDJSON), in
+one message whose `bundle` attribute gives how many it carries. Each event keeps its own id
+inside its text (the API writes a generated id into the event), so the store's idempotent write
+works per event as before; an event that has no id (one the API refused, on its way to the
+quarantine) is named by the bundle's key and its line, the same at every redelivery.
+
+The worker opens any message with the attribute (`events_of`), whatever broker carried it; the
+count in the attribute is only the brokers' backlog arithmetic (`count_of`), never trusted to
+split the data. A bundle the store refuses is split back into single messages (worker.py), so a
+bad event is dead-lettered alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from slipstream.brokers import Delivery, Outgoing
+
+BUNDLE = "bundle"  # attribute: the number of events the message's data carries, one per line
+MAX_BUNDLE_BYTES = 1 << 20  # a bundle's data; smaller where the broker's messages are
+MAX_BUNDLE_EVENTS = 1000  # so that a worker's batch holds a few bundles, not one huge one
+_NAMESPACE = uuid.UUID("5f0c8f3e-6d1b-4a57-9a0e-3c2b1d7e8a90")
+_ATTRIBUTE_ROOM = 64  # bytes kept for the `bundle` attribute next to the shared ones
+
+
+def pack(
+    messages: Sequence[Outgoing], max_bytes: int | None = None, max_events: int = MAX_BUNDLE_EVENTS
+) -> list[Outgoing]:
+    """The messages as few bundles, in order; a message whose data holds a line break (a pushed
+    event's pretty-printed text) or would not fit a bundle alone travels as it is.
+
+    `max_bytes`: the broker's largest message (data and attributes), None when it has none."""
+    limit = MAX_BUNDLE_BYTES if max_bytes is None else min(MAX_BUNDLE_BYTES, max_bytes)
+    packed: list[Outgoing] = []
+    group: list[Outgoing] = []
+    size = 0
+    room = 0
+    for message in messages:
+        if not group:
+            room = limit - _attributes_size(message.attributes) - _ATTRIBUTE_ROOM
+        length = len(message.data) + 1
+        if b"\n" in message.data or length > room:
+            _close(group, packed)
+            group, size = [], 0
+            packed.append(message)
+            continue
+        if group and (
+            size + length > room
+            or len(group) == max_events
+            or message.attributes is not group[0].attributes
+        ):
+            _close(group, packed)
+            group, size = [], 0
+            room = limit - _attributes_size(message.attributes) - _ATTRIBUTE_ROOM
+        group.append(message)
+        size += length
+    _close(group, packed)
+    return packed
+
+
+def _close(group: list[Outgoing], packed: list[Outgoing]) -> None:
+    if len(group) == 1:
+        packed.append(group[0])
+    elif group:
+        key = str(uuid.uuid5(_NAMESPACE, "\n".join(m.key for m in group)))
+        attributes = {**group[0].attributes, BUNDLE: str(len(group))}
+        packed.append(Outgoing(key, b"\n".join(m.data for m in group), attributes))
+
+
+def _attributes_size(attributes: Mapping[str, str]) -> int:
+    return sum(len(k) + len(v.encode()) for k, v in attributes.items())
+
+
+def count_of(attributes: Mapping[str, str]) -> int:
+    """How many events a message says it carries: a bundle's count, 1 for any other message;
+    a count written by some other client is held to 1..MAX_BUNDLE_EVENTS."""
+    text = attributes.get(BUNDLE)
+    if text is None:
+        return 1
+    try:
+        count = int(text)
+    except ValueError:
+        return 1
+    return min(max(count, 1), MAX_BUNDLE_EVENTS)
+
+
+def events_of(delivery: Delivery) -> list[tuple[str, bytes]]:
+    """(key, data) of each event a delivery carries: the message itself, or a bundle's lines,
+    each keyed `<bundle key>.<line>` (the key only names an event whose text has no id)."""
+    if BUNDLE not in delivery.attributes:
+        return [(delivery.key, delivery.data)]
+    prefix = delivery.key + "."
+    return [(prefix + str(i), line) for i, line in enumerate(delivery.data.split(b"\n"))]
+
+
+def unbundled(delivery: Delivery, id_in: Callable[[bytes], str | None]) -> list[Outgoing]:
+    """A bundle's events as single messages, for the worker to find the one the store refuses:
+    each keyed by the id in its text (`id_in`), as the API would have published it alone."""
+    attributes = {k: v for k, v in delivery.attributes.items() if k != BUNDLE}
+    return [Outgoing(id_in(data) or key, data, attributes) for key, data in events_of(delivery)]
