@@ -101,6 +101,14 @@ class EventCodec:
         self._struct: type[msgspec.Struct] = msgspec.defstruct(
             f"{dataset.name}_event", struct_fields, kw_only=True
         )
+        # The same fields, refusing any other: an event whose text decodes straight into it is
+        # valid as it stands, with no dict made and no second pass (`exact`); any other event
+        # goes the whole way (`validate`), which keeps its other fields or words its refusal.
+        self._exact = msgspec.json.Decoder(
+            msgspec.defstruct(
+                f"{dataset.name}_exact", struct_fields, kw_only=True, forbid_unknown_fields=True
+            )
+        )
         self.known = frozenset(dataset.field_names)
         self.key = dataset.key
         self.columns = (*dataset.field_names, EXTRA_COLUMN, RECEIVED_COLUMN)
@@ -130,11 +138,41 @@ class EventCodec:
                 _check_utc(name, stamp)
         return struct
 
+    def exact(self, data: bytes) -> msgspec.Struct | None:
+        """The event of JSON text `data`, decoded and checked in one step, when it holds the
+        schema's fields and no other, and nothing `storable.hints` would have looked at closer;
+        None when the event must go the whole way (`validate`), valid or not."""
+        if hints(data) is not NOTHING:
+            return None
+        try:
+            struct = self._exact.decode(data)
+        except msgspec.DecodeError:  # ValidationError too: the whole way words the reason
+            return None
+        for name in self._timestamp_names:
+            stamp = getattr(struct, name)
+            if stamp is not None and stamp.year in EDGE_YEARS:
+                return None
+        return struct
+
+    def exact_id(self, struct: msgspec.Struct) -> str | None:
+        """The id of an event `exact` decoded, None when it has none."""
+        value: str | None = getattr(struct, self.key)
+        return value
+
     def row(
         self, event: dict[str, Any], key: str, received_at: datetime, look: Hints = EVERYTHING
     ) -> tuple[Any, ...]:
         """Validate `event` and return its store row; `key` fills a missing event id."""
-        values = list(msgspec.structs.astuple(self.validate(event, look)))
+        struct = self.validate(event, look)
+        unknown = event.keys() - self.known
+        extra = orjson.dumps({k: event[k] for k in unknown}).decode() if unknown else None
+        return self._row(struct, key, received_at, extra)
+
+    def _row(
+        self, struct: msgspec.Struct, key: str, received_at: datetime, extra: str | None
+    ) -> tuple[Any, ...]:
+        """The store row of a valid event: `key` fills a missing event id."""
+        values = list(msgspec.structs.astuple(struct))
         if values[self._key_index] is None:
             if "\x00" in key or len(key) > MAX_ID_LENGTH:
                 raise InvalidEvent(
@@ -150,8 +188,6 @@ class EventCodec:
             for i in self._json:
                 if values[i] is not None:
                     values[i] = orjson.dumps(values[i]).decode()
-        unknown = event.keys() - self.known
-        extra = orjson.dumps({k: event[k] for k in unknown}).decode() if unknown else None
         values.append(extra)
         values.append(received_at)
         return tuple(values)
@@ -168,6 +204,10 @@ class EventCodec:
         rejected: list[tuple[int, Rejected]] = []
         for index, (key, data, received_at) in enumerate(messages):
             try:
+                struct = self.exact(data)
+                if struct is not None:
+                    rows.rows.append(self._row(struct, key, received_at, None))
+                    continue
                 event = orjson.loads(data)
                 rows.rows.append(self.row(event, key, received_at, hints(data)))
             except orjson.JSONDecodeError as exc:

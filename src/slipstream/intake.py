@@ -108,6 +108,12 @@ def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> I
         line = line.strip()
         if not line:
             continue
+        struct = codec.exact(line)
+        if struct is not None and (event_id := codec.exact_id(struct)) is not None:
+            intake.ids.append(event_id)  # valid, with its id: sent as it came
+            intake.messages.append(Outgoing(event_id, line, attributes))
+            index += 1
+            continue
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError as exc:

@@ -104,7 +104,7 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "slipstream_batch_size",
-            "Messages per worker batch.",
+            "Events per worker batch.",
             ["dataset"],
             buckets=BATCH_BUCKETS,
             registry=r,

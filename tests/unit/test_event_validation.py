@@ -183,3 +183,33 @@ def test_a_message_key_that_cannot_be_an_id_does_not_become_one() -> None:
     rows, rejected = CODEC.decode([("k-1", raw, datetime.now(UTC))])
     assert rows.rows[0][0] == "k-1"
     assert not rejected
+
+
+@pytest.mark.parametrize(
+    ("document", "exact"),
+    [
+        (event(), True),
+        (event(seen=None, label="x", payload={"a": [1, 2.5, None, "é"]}), True),
+        (event(at="2026-01-01T02:00:00+02:00", seen="2026-01-01T00:00:00"), True),  # naive: UTC
+        ({"at": "2026-01-01T00:00:00Z"}, True),  # no id: the message key fills it
+        (event(unknown="kept in extra"), False),
+        (event(label="a\\u0000b"), False),  # text like the NUL escape: looked at closer
+        (event(at="9999-12-31T23:59:59Z"), False),  # the calendar's edge: checked in UTC
+        (event(label=7), False),  # invalid: the whole way words the reason
+    ],
+)
+def test_the_one_step_decode_makes_the_rows_the_whole_way_makes(
+    document: dict[str, Any], exact: bool
+) -> None:
+    raw = orjson.dumps(document)
+    now = datetime.now(UTC)
+    assert (CODEC.exact(raw) is not None) is exact
+    rows, rejected = CODEC.decode([("message-key", raw, now)])
+    try:
+        whole = [CODEC.row(orjson.loads(raw), "message-key", now)]
+    except ValueError as exc:
+        assert [r.reason for _, r in rejected] == [str(exc)]
+        assert rows.rows == []
+    else:
+        assert rows.rows == whole
+        assert rejected == []
