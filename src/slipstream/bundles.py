@@ -23,7 +23,10 @@ BUNDLE = "bundle"  # attribute: the number of events the message's data carries,
 MAX_BUNDLE_BYTES = 1 << 20  # a bundle's data; smaller where the broker's messages are
 MAX_BUNDLE_EVENTS = 1000  # so that a worker's batch holds a few bundles, not one huge one
 _NAMESPACE = uuid.UUID("5f0c8f3e-6d1b-4a57-9a0e-3c2b1d7e8a90")
-_ATTRIBUTE_ROOM = 64  # bytes kept for the `bundle` attribute next to the shared ones
+# Bytes a bundle leaves free under the broker's limit: the `bundle` attribute and the broker's
+# own headers (a message id), and a dead letter's details (reason, key, attributes: at most a few
+# KiB), so that a bundle dead-lettered whole is kept whole, never cut to its head.
+_ROOM = 16 << 10
 
 
 def pack(
@@ -40,7 +43,7 @@ def pack(
     room = 0
     for message in messages:
         if not group:
-            room = limit - _attributes_size(message.attributes) - _ATTRIBUTE_ROOM
+            room = limit - 2 * _attributes_size(message.attributes) - _ROOM
         length = len(message.data) + 1
         if b"\n" in message.data or length > room:
             _close(group, packed)
@@ -54,7 +57,7 @@ def pack(
         ):
             _close(group, packed)
             group, size = [], 0
-            room = limit - _attributes_size(message.attributes) - _ATTRIBUTE_ROOM
+            room = limit - 2 * _attributes_size(message.attributes) - _ROOM
         group.append(message)
         size += length
     _close(group, packed)
@@ -85,6 +88,26 @@ def count_of(attributes: Mapping[str, str]) -> int:
     except ValueError:
         return 1
     return min(max(count, 1), MAX_BUNDLE_EVENTS)
+
+
+class EventsPerMessage:
+    """Events per message lately seen by a broker instance (its publishes and pulls), for a
+    broker that can count only messages to give its backlog in events, as an estimate."""
+
+    DECAY = 0.9  # per batch seen: about the last 10 batches count
+
+    def __init__(self) -> None:
+        self._events = 0.0
+        self._messages = 0.0
+
+    def saw(self, attributes: Sequence[Mapping[str, str]]) -> None:
+        if attributes:
+            self._events = self._events * self.DECAY + sum(map(count_of, attributes))
+            self._messages = self._messages * self.DECAY + len(attributes)
+
+    def events(self, messages: int) -> int:
+        """`messages` in events at the ratio seen lately (1 per message before any is seen)."""
+        return round(messages * (self._events / self._messages if self._messages else 1.0))
 
 
 def events_of(delivery: Delivery) -> list[tuple[str, bytes]]:

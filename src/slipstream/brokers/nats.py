@@ -1,7 +1,8 @@
 """NATS JetStream: per dataset a work-queue stream, one durable pull consumer shared by every
 worker, and a dead-letter stream. docs/backends/nats.md gives the reasons for what follows.
 
-Publishes carry `Nats-Msg-Id` = the event key and wait for every PubAck. Pulls repeat no-wait pull
+Publishes carry `Nats-Msg-Id` = the message key (an event's id, or a bundle's key made from its
+events' keys, bundles.py) and wait for every PubAck. Pulls repeat no-wait pull
 requests (a lingering one that expires as a message comes due loses that delivery before server
 2.10.14). Handles are ack subjects; acks are confirmed. The consumer redelivers without limit and
 `pull` dead-letters a message delivered more than `max_deliveries` times, as the local broker does.
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, TypeVar
@@ -46,6 +47,7 @@ from slipstream.brokers.nats_resources import (
     ensure,
     parse_url,
 )
+from slipstream.bundles import EventsPerMessage, count_of
 from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.options import BackendOptions
 
@@ -77,6 +79,7 @@ class NatsBroker:
         self._topics: dict[str, Topic] = {}
         self._backlog: dict[str, tuple[int, float]] = {}  # dataset → (count, valid until)
         self._buried: Counter[str] = Counter()
+        self._per_message: defaultdict[str, EventsPerMessage] = defaultdict(EventsPerMessage)
         # One future per exchange in flight, resolved when the connection is lost.
         self._watchers: set[asyncio.Future[None]] = set()
 
@@ -242,6 +245,7 @@ class NatsBroker:
     async def publish(self, dataset: str, messages: Sequence[Outgoing]) -> None:
         subject = self._topic(dataset).subject
         await self._send([(subject, m.data, {**m.attributes, MSG_ID: m.key}) for m in messages])
+        self._per_message[dataset].saw([m.attributes for m in messages])
 
     async def _send(self, batch: Sequence[Item]) -> None:
         """Publish, and return once every PubAck is in (a duplicate's too). A message over the
@@ -268,6 +272,7 @@ class NatsBroker:
         deadline, interval = time.monotonic() + max(0.0, wait), POLL_FIRST
         while True:
             deliveries = [delivery_of(m) for m in await self._fetch(topic, max_messages)]
+            self._per_message[dataset].saw([d.attributes for d in deliveries])
             if worn := [d for d in deliveries if d.delivery_count > limit]:
                 await self._bury_worn(dataset, topic, worn)
             fresh = [d for d in deliveries if d.delivery_count <= limit]
@@ -317,7 +322,7 @@ class NatsBroker:
         except BackendUnavailable as exc:
             log.warning("could not dead-letter %d worn-out messages: %s", len(worn), exc)
             return
-        self._buried[dataset] += len(worn)
+        self._buried[dataset] += sum(count_of(d.attributes) for d in worn)
 
     def buried(self, dataset: str) -> int:
         self._topic(dataset)
@@ -347,7 +352,8 @@ class NatsBroker:
         if time.monotonic() >= until:
             doing = f"reading consumer {topic.consumer} of {topic.stream}"
             info = await self._call(doing, self._api.consumer_info(topic.stream, topic.consumer))
-            count = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            messages = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            count = self._per_message[dataset].events(messages)
             self._backlog[dataset] = (count, time.monotonic() + BACKLOG_CACHE_SECONDS)
         return count
 

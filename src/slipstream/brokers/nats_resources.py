@@ -23,7 +23,9 @@ DUPLICATE_WINDOW = 120.0  # seconds a key is remembered; the store dedupes beyon
 PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # The message size limit is the server's max_payload, known once connected (the broker's own
 # capabilities say it then); `pull` buries worn-out messages (the consumer redelivers forever).
-CAPABILITIES = BrokerCapabilities(dead_letter_ids=SEQUENCE_ID)
+# Each message is a publish and a PubAck, so it takes bundles; its backlog, counted by the server
+# in messages, is given in events at the ratio the instance has seen (bundles.EventsPerMessage).
+CAPABILITIES = BrokerCapabilities(dead_letter_ids=SEQUENCE_ID, bundles=True)
 
 
 class Options(BackendOptions):

@@ -22,10 +22,11 @@ from typing import Any
 import nats
 import pytest
 
-from slipstream.brokers import BrokerSettings, Delivery, Outgoing, create_broker
+from slipstream.brokers import BrokerSettings, DeadLetter, Delivery, Outgoing, create_broker
 from slipstream.brokers import nats as nats_broker
 from slipstream.brokers.nats import NatsBroker
 from slipstream.brokers.nats_resources import Options, Topic, parse_url
+from slipstream.bundles import count_of, pack
 from slipstream.config import Settings
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from tests import helpers
@@ -248,6 +249,38 @@ async def test_the_message_size_limit_is_the_servers_and_publish_keeps_to_it(
             with pytest.raises(MessageTooLarge, match="accepts 65536 at most"):
                 await broker.publish(DATASET, [Outgoing("big", b"x" * 70_000)])
             await broker.publish(DATASET, [Outgoing("fits", b"x" * 60_000)])
+        finally:
+            await broker.close()
+
+
+async def test_bundles_fit_the_server_and_a_worn_out_one_is_kept_whole(tmp_path: Path) -> None:
+    """Bundles made for the server's max_payload publish, the backlog is counted in events, and a
+    bundle buried for its deliveries keeps every byte (room is left for the letter's details)."""
+    with nats_server(tmp_path, "max_payload: 65536\n") as server:
+        broker = NatsBroker.from_url(server.url, BrokerSettings(max_deliveries=1))
+        await broker.open([DATASET])
+        try:
+            shared = {"dataset": DATASET, "request_id": "r" * 200}
+            events = [
+                Outgoing(f"ev-{i}", b'{"id": "ev-%d", "pad": "%s"}' % (i, b"x" * 150), shared)
+                for i in range(2000)
+            ]
+            bundles = pack(events, broker.capabilities.max_message_bytes)
+            assert 5 < len(bundles) < 20
+            await broker.publish(DATASET, bundles)
+            assert await broker.backlog(DATASET) == 2000
+            first = (await pull_until(broker, 1))[0]
+            await broker.nack(DATASET, [first], delay=0)
+            letters: list[DeadLetter] = []
+            deadline = time.monotonic() + 15
+            while not letters:  # its second delivery is past max_deliveries: buried
+                assert time.monotonic() < deadline, "the bundle was never buried"
+                await broker.pull(DATASET, 1, wait=0.2)
+                letters = await broker.dead_letters(DATASET, 10, None)
+            [letter] = letters
+            assert letter.truncated is None
+            assert (letter.key, letter.data) == (first.key, first.data)
+            assert broker.buried(DATASET) == count_of(first.attributes)
         finally:
             await broker.close()
 
