@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 
-from slipstream.brokers import Delivery, Outgoing
+from slipstream.brokers import BrokerCapabilities, Delivery, Outgoing
 
 BUNDLE = "bundle"  # attribute: the number of events the message's data carries, one per line
 MAX_BUNDLE_BYTES = 1 << 20  # a bundle's data; smaller where the broker's messages are
@@ -26,7 +26,7 @@ _NAMESPACE = uuid.UUID("5f0c8f3e-6d1b-4a57-9a0e-3c2b1d7e8a90")
 # Bytes a bundle leaves free under the broker's limit: the `bundle` attribute and the broker's
 # own headers (a message id), and a dead letter's details (reason, key, attributes: at most a few
 # KiB), so that a bundle dead-lettered whole is kept whole, never cut to its head.
-_ROOM = 16 << 10
+ROOM_LEFT = 16 << 10
 
 
 def pack(
@@ -43,7 +43,7 @@ def pack(
     room = 0
     for message in messages:
         if not group:
-            room = limit - 2 * _attributes_size(message.attributes) - _ROOM
+            room = limit - 2 * _attributes_size(message.attributes) - ROOM_LEFT
         length = len(message.data) + 1
         if b"\n" in message.data or length > room:
             _close(group, packed)
@@ -57,11 +57,21 @@ def pack(
         ):
             _close(group, packed)
             group, size = [], 0
-            room = limit - 2 * _attributes_size(message.attributes) - _ROOM
+            room = limit - 2 * _attributes_size(message.attributes) - ROOM_LEFT
         group.append(message)
         size += length
     _close(group, packed)
     return packed
+
+
+def for_broker(
+    messages: Sequence[Outgoing], capabilities: BrokerCapabilities, batch_size: int
+) -> Sequence[Outgoing]:
+    """What to publish to a broker for `messages`: bundles where it takes them, each no larger
+    than a worker's batch (SLIPSTREAM_BATCH_SIZE) nor than its messages; else the messages."""
+    if not capabilities.bundles:
+        return messages
+    return pack(messages, capabilities.max_message_bytes, min(MAX_BUNDLE_EVENTS, batch_size))
 
 
 def _close(group: list[Outgoing], packed: list[Outgoing]) -> None:

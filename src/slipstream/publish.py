@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from slipstream.brokers import BROKERS, BrokerLifecycle, Publisher, create_broker
+from slipstream.brokers import BROKERS, BrokerLifecycle, Described, Publisher, create_broker
+from slipstream.bundles import for_broker
 from slipstream.config import Settings
 from slipstream.datasets import load_catalog
 from slipstream.errors import ConfigError, MessageTooLarge
@@ -21,7 +22,7 @@ CHUNK = 1000
 BROKER_VARIABLE = "SLIPSTREAM_BROKER_URL"
 
 
-class Outlet(BrokerLifecycle, Publisher, Protocol):
+class Outlet(BrokerLifecycle, Publisher, Described, Protocol):
     """The broker as publish uses it: opened, published to, closed."""
 
 
@@ -117,7 +118,10 @@ async def publish_file(settings: Settings, dataset_name: str, data: bytes) -> Pa
     try:
         for start in range(0, len(messages), CHUNK):
             try:
-                await broker.publish(dataset.name, messages[start : start + CHUNK])
+                chunk = messages[start : start + CHUNK]
+                await broker.publish(
+                    dataset.name, for_broker(chunk, broker.capabilities, settings.batch_size)
+                )
             except MessageTooLarge as exc:
                 raise MessageTooLarge(
                     f"{exc}; the {start} events before its batch of {CHUNK} were published, the"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import orjson
 
-from slipstream.brokers import Delivery, Outgoing
+from slipstream.brokers import BrokerCapabilities, Delivery, Outgoing
 from slipstream.bundles import (
     BUNDLE,
     MAX_BUNDLE_EVENTS,
+    ROOM_LEFT,
     count_of,
     events_of,
+    for_broker,
     pack,
     unbundled,
 )
@@ -45,9 +47,9 @@ def test_a_request_becomes_one_bundle_that_opens_to_its_events_in_order() -> Non
 
 def test_bundles_hold_to_the_byte_limit_and_the_event_limit() -> None:
     sent = messages(50, size=100)
-    packed = pack(sent, max_bytes=1000)
+    packed = pack(sent, max_bytes=ROOM_LEFT + 1000)
     assert len(packed) > 5
-    assert all(len(m.data) + sum(map(len, m.attributes.values())) <= 1000 for m in packed)
+    assert all(len(m.data) <= 1000 for m in packed)
     assert [data for _, data in opened(packed)] == [m.data for m in sent]
 
     many = pack(messages(MAX_BUNDLE_EVENTS * 2 + 1, size=1))
@@ -59,7 +61,7 @@ def test_a_text_with_a_line_break_or_too_big_travels_alone_in_its_place() -> Non
     sent = messages(4)
     pretty = Outgoing("ev-x", b'{\n  "id": "ev-x"\n}', SHARED)
     big = Outgoing("ev-big", b'{"id": "ev-big", "pad": "' + b"y" * 2000 + b'"}', SHARED)
-    packed = pack([*sent[:2], pretty, *sent[2:], big], max_bytes=1000)
+    packed = pack([*sent[:2], pretty, *sent[2:], big], max_bytes=ROOM_LEFT + 1000)
     assert [m.key for m in packed if BUNDLE not in m.attributes] == ["ev-x", "ev-big"]
     assert [data for _, data in opened(packed)] == [
         sent[0].data,
@@ -103,3 +105,10 @@ def test_a_count_written_by_another_client_is_held_in_range() -> None:
     assert count_of({BUNDLE: "zero"}) == 1
     assert count_of({BUNDLE: "-4"}) == 1
     assert count_of({BUNDLE: "10000000000"}) == MAX_BUNDLE_EVENTS
+
+
+def test_only_a_broker_that_takes_bundles_gets_them_no_larger_than_a_batch() -> None:
+    sent = messages(10)
+    assert for_broker(sent, BrokerCapabilities(), batch_size=100) == sent
+    bundling = BrokerCapabilities(bundles=True)
+    assert [count_of(m.attributes) for m in for_broker(sent, bundling, batch_size=4)] == [4, 4, 2]

@@ -16,7 +16,7 @@ from slipstream.api.response_models import Accepted
 from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import message_attributes
 from slipstream.brokers import Publisher
-from slipstream.bundles import MAX_BUNDLE_EVENTS, pack
+from slipstream.bundles import for_broker
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, MessageTooLarge
 from slipstream.intake import Intake, MalformedBody, from_json, from_ndjson
@@ -54,11 +54,8 @@ async def publish_intake(runtime: Runtime, dataset: Dataset, intake: Intake, ret
     """Make every message of `intake` durable on the broker, or raise 503 (nothing accepted)."""
     if intake.messages:
         broker: Publisher = runtime.broker
-        capabilities = runtime.broker.capabilities
-        messages = intake.messages
-        if capabilities.bundles:  # never more events in one than a worker's batch
-            most = min(MAX_BUNDLE_EVENTS, runtime.settings.batch_size)
-            messages = pack(messages, capabilities.max_message_bytes, most)
+        capabilities, batch = runtime.broker.capabilities, runtime.settings.batch_size
+        messages = for_broker(intake.messages, capabilities, batch)
         try:
             with otel.span("publish", kind="producer", attributes=_span_fields(dataset, intake)):
                 await broker.publish(dataset.name, messages)
