@@ -40,6 +40,7 @@ from slipstream.stores import (
     summary_of,
 )
 from slipstream.stores import duckdb_sql as sql
+from slipstream.stores.answers import Answers, answer_key
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
 from slipstream.stores.dialects import DUCKDB
 from slipstream.stores.duckdb_counts import Tallies
@@ -78,6 +79,7 @@ class DuckDBStore:
         self._reads: dict[str, Reads] = {}
         self._prefixes = AbsentPrefixes()
         self._tallies = Tallies(hidden_key_prefix)  # the overview's counts (duckdb_counts.py)
+        self._answers = Answers()  # lists and stats while nothing is written (answers.py)
 
     @classmethod
     def from_url(cls, url: str, settings: StoreSettings) -> DuckDBStore:
@@ -253,6 +255,7 @@ class DuckDBStore:
                 statement = sql.insert_quarantine(dataset)
                 quarantined = self._insert(conn, sql.QUARANTINE_VIEW, quarantine, statement)
             conn.commit()
+            self._answers.changed(dataset.name)
         except BaseException:
             with suppress(duckdb.Error):
                 conn.rollback()
@@ -280,6 +283,7 @@ class DuckDBStore:
     async def _delete(self, dataset: Dataset, bound: Bound) -> int:
         def run(conn: Connection) -> int:
             rows = conn.execute(bound.sql, bound.params).fetchall()
+            self._answers.changed(dataset.name)
             self._tallies.deleted(conn, dataset)
             return int(rows[0][0]) if rows else 0
 
@@ -300,6 +304,13 @@ class DuckDBStore:
 
     async def _fetch(self, bound: Bound) -> list[tuple[Any, ...]]:
         return await self._read(lambda cursor: cursor.execute(bound.sql, bound.params).fetchall())
+
+    async def _answer(self, dataset: Dataset, bound: Bound) -> list[tuple[Any, ...]]:
+        """`_fetch`, answered from memory while nothing was written to `dataset` since."""
+        key = answer_key(bound.sql, bound.params)
+        if key is None:
+            return await self._fetch(bound)
+        return await self._answers.read(dataset.name, key, partial(self._fetch, bound))
 
     async def _look(self, dataset: Dataset, prefix: str) -> None:
         """Whether any key starts with `prefix`, found on the writer thread (key_prefixes.py)."""
@@ -332,7 +343,7 @@ class DuckDBStore:
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
         bound = reads.stats(query)
-        return [reads.stats_row(query, bound, row) for row in await self._fetch(bound)]
+        return [reads.stats_row(query, bound, row) for row in await self._answer(dataset, bound)]
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
         bound = self._reads_for(dataset).quarantine(query.after, None, query.limit)
@@ -371,4 +382,4 @@ class DuckDBStore:
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
-        return [reads.event(row) for row in await self._fetch(reads.list(query))]
+        return [reads.event(row) for row in await self._answer(dataset, reads.list(query))]
