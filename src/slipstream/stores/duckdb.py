@@ -23,7 +23,6 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import duckdb
-import pyarrow as pa
 
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, TransientStoreError
@@ -49,6 +48,7 @@ from slipstream.stores.duckdb_migrations import migrate
 from slipstream.stores.duckdb_options import DuckDBOptions, parse_url
 from slipstream.stores.key_prefixes import AbsentPrefixes
 from slipstream.stores.reads import Bound, Reads, reads_for
+from slipstream.stores.windows import windows
 
 T = TypeVar("T")
 READERS = 4
@@ -249,11 +249,11 @@ class DuckDBStore:
                     went_in = conn.sql(sql.returning(dataset, statement)).to_arrow_table()
                     inserted = went_in.num_rows
                 else:
-                    inserted = self._insert(conn, sql.BATCH_VIEW, table, statement)
+                    inserted = sql.insert_from(conn, sql.BATCH_VIEW, table, statement)
                     stored_at = conn.execute("SELECT current_timestamp").fetchall()[0]
             if quarantine is not None:
                 statement = sql.insert_quarantine(dataset)
-                quarantined = self._insert(conn, sql.QUARANTINE_VIEW, quarantine, statement)
+                quarantined = sql.insert_from(conn, sql.QUARANTINE_VIEW, quarantine, statement)
             conn.commit()
             self._answers.changed(dataset.name)
         except BaseException:
@@ -271,14 +271,6 @@ class DuckDBStore:
             self._tallies.inserted(dataset, table, inserted, stored_at[0] if stored_at else None)
         self._tallies.quarantined(dataset, quarantined)
         return WriteResult(inserted, quarantined)
-
-    @staticmethod
-    def _insert(conn: Connection, view: str, table: pa.Table, statement: str) -> int:
-        """Run an INSERT … SELECT over `table`; DuckDB answers with the rows really inserted
-        (those skipped by ON CONFLICT DO NOTHING are not counted)."""
-        conn.register(view, table)
-        row = conn.execute(statement).fetchone()
-        return int(row[0]) if row else 0
 
     async def _delete(self, dataset: Dataset, bound: Bound) -> int:
         def run(conn: Connection) -> int:
@@ -304,6 +296,19 @@ class DuckDBStore:
 
     async def _fetch(self, bound: Bound) -> list[tuple[Any, ...]]:
         return await self._read(lambda cursor: cursor.execute(bound.sql, bound.params).fetchall())
+
+    async def _newest(self, dataset: Dataset) -> datetime | None:
+        """About the newest event time: the counts' (duckdb_counts.py) once taken, else the
+        table's, read once per version (windows.py needs no more than an estimate)."""
+        tally = self._tallies.get(dataset.name)
+        if tally is not None:
+            return tally.summary_values(hide=False)[2]
+        statement = sql.newest_time(dataset)
+        rows = await self._answers.read(
+            dataset.name, statement, partial(self._read, lambda c: c.execute(statement).fetchall())
+        )
+        newest: datetime | None = rows[0][0] if rows else None
+        return newest
 
     async def _answer(self, dataset: Dataset, bound: Bound) -> list[tuple[Any, ...]]:
         """`_fetch`, answered from memory while nothing was written to `dataset` since."""
@@ -382,4 +387,8 @@ class DuckDBStore:
     async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
-        return [reads.event(row) for row in await self._answer(dataset, reads.list(query))]
+        for window in windows(query, await self._newest(dataset)):  # newest first (windows.py)
+            rows = await self._answer(dataset, reads.list(window))
+            if len(rows) >= query.limit:
+                break
+        return [reads.event(row) for row in rows]

@@ -131,6 +131,19 @@ def rows_table(dataset: Dataset, rows: EventRows) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(rows.columns))
 
 
+def insert_from(conn: duckdb.DuckDBPyConnection, view: str, table: pa.Table, statement: str) -> int:
+    """Run an INSERT … SELECT over `table` registered as `view`; DuckDB answers with the rows
+    really inserted (those skipped by ON CONFLICT DO NOTHING are not counted)."""
+    conn.register(view, table)
+    row = conn.execute(statement).fetchone()
+    return int(row[0]) if row else 0
+
+
+def newest_time(dataset: Dataset) -> str:
+    """The newest event time (row groups' statistics answer it without a scan)."""
+    return f"SELECT max({quote(dataset.event_time)}) FROM {quote(dataset.name)}"
+
+
 def insert_rows(dataset: Dataset, rows: EventRows) -> str:
     names = ", ".join(quote(c) for c in rows.columns)
     return (
