@@ -209,6 +209,11 @@ async def _until_queryable(
             result.error = result.error or f"polling /v1/datasets: {type(exc).__name__}: {exc}"
         result.total_seconds = time.perf_counter() - start
         if result.rows >= target:
+            if result.rows > target:  # every accepted event once: more is a duplicate somewhere
+                result.error = result.error or (
+                    f"{result.rows - target:,} rows more than the {result.accepted:,} accepted "
+                    "events: stored twice, or written by something else meanwhile"
+                )
             result.complete = result.error is None
             return
         if time.perf_counter() > deadline:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -181,6 +181,14 @@ def batched_scenarios(
             seed=2,
         )
         result.paced, result.paced_freshness = ingest(server, paced, slowest, result, "paced")
+        say(f"{pair.name}: {params.fast_rate:,.0f} events/s for {params.paced_seconds:g} s")
+        fast = replace(
+            paced,
+            events=round(params.fast_rate * params.paced_seconds),
+            rate=params.fast_rate,
+            seed=4,  # events of its own: the seeds before would be duplicates
+        )
+        result.fast, result.fast_freshness = ingest(server, fast, slowest, result, "paced, fast")
         for scenario in READS if pair.reads else ():
             say(f"{pair.name}: {scenario.figure}, {params.read_connections} connections")
             job = ReadJob(
@@ -276,7 +284,11 @@ def parameters(params: Params, quick: bool) -> list[tuple[str, str]]:
             "batched",
             f"{params.events:,} events, {params.batch:,}/request, {params.connections} connections",
         ),
-        ("paced", f"{params.paced_rate:,.0f} events/s for {params.paced_seconds:g} s"),
+        (
+            "paced",
+            f"{params.paced_rate:,.0f} and {params.fast_rate:,.0f} events/s for "
+            f"{params.paced_seconds:g} s each",
+        ),
         ("naive", f"{params.naive_events:,} events, 1/request, batch size 1"),
         (
             "reads",
