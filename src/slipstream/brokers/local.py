@@ -44,6 +44,11 @@ T = TypeVar("T")
 CAPABILITIES = BrokerCapabilities(dead_letter_ids=ROW_ID, bundles=True)
 
 BACKLOG_CACHE_SECONDS = 0.5
+# Free pages (4 KiB each) a drained queue gives back to the disk. A flood leaves the file as
+# large as its highest backlog; new files free pages on demand (auto_vacuum=INCREMENTAL), and
+# the ack that empties the queue frees them once they pass this many.
+RECLAIM_PAGES = 1024
+WAL_LIMIT = 8 << 20  # bytes the write-ahead log keeps after a checkpoint
 POLL_FIRST, POLL_MAX = 0.01, 0.1
 
 SCHEMA = """
@@ -213,6 +218,7 @@ class LocalBroker:
     def _connect(self) -> None:
         db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file only; set before tables
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(
@@ -220,6 +226,7 @@ class LocalBroker:
                 )
             db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
             for table in ("messages", "dead_letters"):
                 columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -315,7 +322,13 @@ class LocalBroker:
     async def ack(self, dataset: str, deliveries: Sequence[Delivery]) -> None:
         self._topic(dataset)
         rows = [(dataset, int(d.handle)) for d in deliveries]
-        await self._transact(lambda db: db.executemany(DELETE_ONE, rows))
+
+        def delete(db: sqlite3.Connection) -> bool:
+            db.executemany(DELETE_ONE, rows)
+            return _drained(db)
+
+        if await self._transact(delete):
+            await self._run(_reclaim, self._db)
         self._adjust_backlog(dataset, -sum(count_of(d.attributes) for d in deliveries))
 
     async def nack(self, dataset: str, deliveries: Sequence[Delivery], delay: float) -> None:
@@ -386,3 +399,19 @@ class LocalBroker:
         if moved:
             event.set()
         return moved
+
+
+def _drained(db: sqlite3.Connection) -> bool:
+    """Whether the queue (every dataset's) is empty and holds pages worth giving back."""
+    if db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None:
+        return False
+    return bool(db.execute("PRAGMA freelist_count").fetchone()[0] >= RECLAIM_PAGES)
+
+
+def _reclaim(db: sqlite3.Connection) -> None:
+    """Give free pages back to the disk, so that a drained queue takes little room whatever
+    backlog a flood built. Through `executescript`, which steps each pragma to its end (a plain
+    `execute` frees one page). A file made before auto_vacuum was set keeps its pages (`PRAGMA
+    auto_vacuum=INCREMENTAL; VACUUM` converts it)."""
+    # The freed pages leave the file at the checkpoint, which also empties the log they went to.
+    db.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")

@@ -213,3 +213,29 @@ async def test_a_queue_file_from_before_bundles_opens_with_its_messages(
         assert await broker.backlog(TOPIC) == 4
         got = await broker.pull(TOPIC, 10, wait=0)
     assert [d.key for d in got] == ["old", "new"]
+
+
+async def test_a_drained_queue_gives_its_pages_back(opened: Opener, queue_file: Path) -> None:
+    """A flood leaves the file as large as its highest backlog; once drained it shrinks."""
+
+    def pages() -> tuple[int, int]:
+        with sqlite3.connect(queue_file) as db:
+            counts = (
+                db.execute("PRAGMA page_count").fetchone()[0],
+                db.execute("PRAGMA freelist_count").fetchone()[0],
+            )
+        db.close()
+        return counts
+
+    async with opened() as broker:
+        await broker.publish(TOPIC, [Outgoing(f"e{i}", b"x" * 100_000) for i in range(100)])
+        flooded, _ = pages()
+        assert flooded > 2400  # 10 MB in 4 KiB pages
+        leased = await broker.pull(TOPIC, 60, wait=0)
+        await broker.ack(TOPIC, leased)
+        assert pages()[0] == flooded  # not drained yet: nothing given back
+        rest = await broker.pull(TOPIC, 100, wait=0)
+        await broker.ack(TOPIC, rest)
+        drained, free = pages()
+    assert drained < 100
+    assert free == 0
