@@ -249,7 +249,7 @@ class DuckDBStore:
                     went_in = conn.sql(sql.returning(dataset, statement)).to_arrow_table()
                     inserted = went_in.num_rows
                 else:
-                    inserted = sql.insert_from(conn, sql.BATCH_VIEW, table, statement)
+                    inserted = sql.insert_new(conn, dataset, rows, table)
                     stored_at = conn.execute("SELECT current_timestamp").fetchall()[0]
             if quarantine is not None:
                 statement = sql.insert_quarantine(dataset)

@@ -144,12 +144,29 @@ def newest_time(dataset: Dataset) -> str:
     return f"SELECT max({quote(dataset.event_time)}) FROM {quote(dataset.name)}"
 
 
-def insert_rows(dataset: Dataset, rows: EventRows) -> str:
+def insert_rows(dataset: Dataset, rows: EventRows, *, skip_stored: bool = True) -> str:
     names = ", ".join(quote(c) for c in rows.columns)
-    return (
-        f"INSERT INTO {quote(dataset.name)} ({names}) SELECT {names} FROM {BATCH_VIEW} "
-        "ON CONFLICT DO NOTHING"
-    )
+    statement = f"INSERT INTO {quote(dataset.name)} ({names}) SELECT {names} FROM {BATCH_VIEW}"
+    return f"{statement} ON CONFLICT DO NOTHING" if skip_stored else statement
+
+
+def insert_new(
+    conn: duckdb.DuckDBPyConnection, dataset: Dataset, rows: EventRows, table: pa.Table
+) -> int:
+    """Insert the batch's rows whose keys are not stored yet, as the first statement of the
+    caller's transaction; answer how many went in.
+
+    First as a plain INSERT, which DuckDB checks against the primary key as it goes: most
+    batches hold only new keys, and ON CONFLICT's look-up of each key first grows with the
+    table (10,000 rows: 33 ms at 200,000 stored, 63 ms at 2,000,000; plain, 25 and 27 ms). A
+    batch holding a stored key (a redelivery) fails whole; the transaction, which holds nothing
+    else yet, is rolled back and begun again, and the rows go in with ON CONFLICT DO NOTHING."""
+    try:
+        return insert_from(conn, BATCH_VIEW, table, insert_rows(dataset, rows, skip_stored=False))
+    except duckdb.ConstraintException:
+        conn.rollback()
+        conn.begin()
+        return insert_from(conn, BATCH_VIEW, table, insert_rows(dataset, rows))
 
 
 def returning(dataset: Dataset, insert: str) -> str:
