@@ -9,6 +9,7 @@ from slipstream.bundles import (
     BUNDLE,
     MAX_BUNDLE_EVENTS,
     ROOM_LEFT,
+    EventsPerMessage,
     count_of,
     events_of,
     for_broker,
@@ -112,3 +113,13 @@ def test_only_a_broker_that_takes_bundles_gets_them_no_larger_than_a_batch() -> 
     assert for_broker(sent, BrokerCapabilities(), batch_size=100) == sent
     bundling = BrokerCapabilities(bundles=True)
     assert [count_of(m.attributes) for m in for_broker(sent, bundling, batch_size=4)] == [4, 4, 2]
+
+
+def test_a_backlog_of_messages_is_given_in_events_at_the_ratio_seen_lately() -> None:
+    ratio = EventsPerMessage()
+    assert ratio.events(10) == 10  # nothing seen: a message is an event
+    ratio.saw([{BUNDLE: "1000"}] * 3 + [{}])  # three bundles and a single event
+    assert ratio.events(4) == 3001
+    for _ in range(100):  # lately only single events: the bundles fade out
+        ratio.saw([{}] * 4)
+    assert ratio.events(4) == 4
