@@ -83,6 +83,13 @@ async def publish(broker: Broker, events: list[dict[str, object]]) -> None:
     await broker.publish("flights", [Outgoing(str(e["id"]), orjson.dumps(e)) for e in events])
 
 
+async def publish_bundles(broker: Broker, events: list[dict[str, object]], size: int) -> None:
+    """As the API publishes to the embedded broker: the events in bundles of `size`."""
+    shared = {"dataset": "flights"}
+    singles = [Outgoing(str(e["id"]), orjson.dumps(e), shared) for e in events]
+    await broker.publish("flights", pack(singles, max_events=size))
+
+
 async def run_until(worker: Worker, check: Any, timeout: float = 30) -> None:
     task = asyncio.create_task(worker.run())
     try:
@@ -110,13 +117,18 @@ async def test_store_errors_mean_redelivery_and_no_loss(
     assert metrics.store_errors.labels("flights", "transient")._value.get() == 2
 
 
+@pytest.mark.parametrize("bundle", [None, 10], ids=["single messages", "bundles of 10"])
 async def test_a_poison_event_is_isolated_and_dead_lettered(
-    settings: Settings, backends: tuple[Broker, Store]
+    settings: Settings, backends: tuple[Broker, Store], bundle: int | None
 ) -> None:
+    """Alone, or in a bundle the worker splits back into single messages: only the culprit
+    is dead-lettered, under its own id, and every other event is written once."""
     broker, store = backends
     metrics = Metrics()
     worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)
-    await publish(broker, [flight_event(i) for i in range(40)])
+    events = [flight_event(i) for i in range(40)]
+    await (publish(broker, events) if bundle is None else publish_bundles(broker, events, bundle))
+    assert await broker.backlog("flights") == 40  # counted in events, not in messages
 
     async def done() -> bool:
         return (await store.summary(FLIGHTS)).rows == 39 and bool(
@@ -124,11 +136,14 @@ async def test_a_poison_event_is_isolated_and_dead_lettered(
         )
 
     await run_until(worker, done)
-    letters = await broker.dead_letters("flights", 10, None)
-    assert [d.key for d in letters] == ["ev-0000013"]
-    assert "cannot store ev-0000013" in letters[0].reason
+    [letter] = await broker.dead_letters("flights", 10, None)
+    assert (letter.key, orjson.loads(letter.data)["id"]) == ("ev-0000013", "ev-0000013")
+    assert "cannot store ev-0000013" in letter.reason
     assert await store.get(FLIGHTS, "ev-0000013") is None
+    assert metrics.events_written.labels("flights")._value.get() == 39
+    assert metrics.events_duplicate.labels("flights")._value.get() == 0
     assert metrics.events_dead_lettered.labels("flights", "terminal_error")._value.get() == 1
+    assert await broker.backlog("flights") == 0
 
 
 async def test_a_message_failing_every_delivery_ends_in_the_dead_letters(
@@ -346,36 +361,6 @@ async def test_the_worker_resumes_as_soon_as_the_store_answers_again(
 
 async def _true(value: bool) -> bool:
     return value
-
-
-async def publish_bundles(broker: Broker, events: list[dict[str, object]], size: int) -> None:
-    """As the API publishes to the embedded broker: the events in bundles of `size`."""
-    shared = {"dataset": "flights"}
-    singles = [Outgoing(str(e["id"]), orjson.dumps(e), shared) for e in events]
-    await broker.publish("flights", pack(singles, max_events=size))
-
-
-async def test_a_bundle_the_store_refuses_is_split_and_only_its_culprit_dead_lettered(
-    settings: Settings, backends: tuple[Broker, Store]
-) -> None:
-    broker, store = backends
-    metrics = Metrics()
-    worker = Worker(broker, FailingStore(store, poison="ev-0000013"), CATALOG, settings, metrics)
-    await publish_bundles(broker, [flight_event(i) for i in range(40)], size=10)
-    assert await broker.backlog("flights") == 40  # counted in events, not in messages
-
-    async def done() -> bool:
-        return (await store.summary(FLIGHTS)).rows == 39 and bool(
-            await broker.dead_letters("flights", 10, None)
-        )
-
-    await run_until(worker, done)
-    [letter] = await broker.dead_letters("flights", 10, None)
-    assert (letter.key, orjson.loads(letter.data)["id"]) == ("ev-0000013", "ev-0000013")
-    assert metrics.events_written.labels("flights")._value.get() == 39
-    assert metrics.events_duplicate.labels("flights")._value.get() == 0
-    assert metrics.events_dead_lettered.labels("flights", "terminal_error")._value.get() == 1
-    assert await broker.backlog("flights") == 0
 
 
 async def test_a_bundle_published_by_another_client_quarantines_only_its_bad_lines(
