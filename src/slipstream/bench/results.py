@@ -115,6 +115,13 @@ def ingest_rows(result: PairResult, params: Params) -> list[Row]:
 
 def freshness_rows(result: PairResult, params: Params) -> list[Row]:
     rows = []
+    fast = (
+        f"freshness at {params.fast_rate:,.0f} events/s",
+        result.fast_freshness,
+        f"paced {params.paced_seconds:g} s{_achieved(result.fast)} (target: p99 ≤ "
+        f"{FAST_P99_TARGET:g} s)",
+        False,
+    )
     for figure, fresh, context, floored in (
         ("freshness, batched flood", result.flood_freshness, "during the flood above", False),
         (
@@ -123,13 +130,7 @@ def freshness_rows(result: PairResult, params: Params) -> list[Row]:
             f"paced {params.paced_seconds:g} s{_achieved(result.paced)}",
             "freshness" in result.pair.floors and params.paced_rate >= INGEST_FLOOR,
         ),
-        (
-            f"freshness at {params.fast_rate:,.0f} events/s",
-            result.fast_freshness,
-            f"paced {params.paced_seconds:g} s{_achieved(result.fast)} (target: p99 ≤ "
-            f"{FAST_P99_TARGET:g} s)",
-            False,
-        ),
+        *([fast] if result.pair.reads else []),
     ):
         p50 = fresh.quantile(0.50) if fresh else None
         p99 = fresh.quantile(0.99) if fresh else None
@@ -226,12 +227,11 @@ def pair_legend(pairs: Sequence[Pair], params: Params) -> list[str]:
         what = [f"{pair.workers} `slipstream worker` processes beside `slipstream api`"]
         if pair.scale != 1.0:
             what.append(
-                f"{sized.events:,} events batched and {sized.paced_rate:,.0f} and "
-                f"{sized.fast_rate:,.0f} events/s paced "
+                f"{sized.events:,} events batched and {sized.paced_rate:,.0f} events/s paced "
                 f"(×{pair.scale:g} of the others)"
             )
         if not pair.reads:
-            what.append("the two ingests only (no reads, no naive baseline)")
+            what.append("the two ingests only (no reads, no naive baseline, no second paced run)")
         if pair.workers:
             what.append("freshness summed over the workers' histograms")
         if pair.workers or pair.scale != 1.0:
