@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         5, ge=1, le=1000, description="Deliveries before a message moves to the dead letters."
     )
     backlog_limit: int = Field(
-        1_000_000, ge=1, description="Unacked messages per dataset above which ingest answers 503."
+        1_000_000, ge=1, description="Unacked events per dataset above which ingest answers 503."
     )
     admission_seconds: float = Field(
         10,

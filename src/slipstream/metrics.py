@@ -133,7 +133,7 @@ class Metrics:
         """The broker's backlog, and whether each backend answers."""
         self.backlog = Gauge(
             "slipstream_broker_backlog",
-            "Messages on the broker not yet acked.",
+            "Events on the broker not yet acked (a bundle counts for its events).",
             ["dataset"],
             registry=r,
         )

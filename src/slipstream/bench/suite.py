@@ -190,26 +190,38 @@ def batched_scenarios(
                 seed=4,  # events of its own: the seeds before would be duplicates
             )
             result.fast, result.fast_freshness = ingest(server, fast, slowest, result, "fast")
-        for scenario in READS if pair.reads else ():
-            say(f"{pair.name}: {scenario.figure}, {params.read_connections} connections")
-            job = ReadJob(
-                server.url,
-                [scenario.path],
-                params.read_seconds,
-                params.read_connections,
-                warmup=params.read_warmup,
-                ids_path=ids_path,
-                id_pool=scenario.hot_ids,
-            )
-            timeout = params.read_warmup + params.read_seconds + 60.0
-            reads = run_load("reads", job, ReadResult, timeout)
-            server.check_alive()
-            result.reads[scenario.figure] = reads
-            if reads.errors:
-                result.failures.append(
-                    f"{pair.name} {scenario.figure}: {reads.errors} errors ({reads.first_error})"
-                )
+        if pair.reads:
+            read_scenarios(server, params, ids_path, result, say)
         result.peak_rss = server.peak_rss()
+
+
+def read_scenarios(
+    server: BenchServer,
+    params: Params,
+    ids_path: str,
+    result: PairResult,
+    say: Callable[[str], None],
+) -> None:
+    name = result.pair.name
+    for scenario in READS:
+        say(f"{name}: {scenario.figure}, {params.read_connections} connections")
+        job = ReadJob(
+            server.url,
+            [scenario.path],
+            params.read_seconds,
+            params.read_connections,
+            warmup=params.read_warmup,
+            ids_path=ids_path,
+            id_pool=scenario.hot_ids,
+        )
+        timeout = params.read_warmup + params.read_seconds + 60.0
+        reads = run_load("reads", job, ReadResult, timeout)
+        server.check_alive()
+        result.reads[scenario.figure] = reads
+        if reads.errors:
+            result.failures.append(
+                f"{name} {scenario.figure}: {reads.errors} errors ({reads.first_error})"
+            )
 
 
 def naive_scenario(
