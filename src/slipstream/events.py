@@ -174,7 +174,7 @@ class EventCodec:
         """The store row of a valid event: `key` fills a missing event id."""
         values = list(msgspec.structs.astuple(struct))
         if values[self._key_index] is None:
-            if "\x00" in key or len(key) > MAX_ID_LENGTH:
+            if not usable_id(key):
                 raise InvalidEvent(
                     f"the event has no {self.key} and its message key cannot be one (U+0000, or"
                     f" over {MAX_ID_LENGTH} characters); send the event with an {self.key}"
@@ -227,7 +227,12 @@ class EventCodec:
         except orjson.JSONDecodeError:
             return None
         value = self.event_id(event) if isinstance(event, dict) else None
-        return value if value and "\x00" not in value and len(value) <= MAX_ID_LENGTH else None
+        return value if value and usable_id(value) else None
+
+
+def usable_id(value: str) -> bool:
+    """Whether a text can be an event id every store indexes (no U+0000, not too long)."""
+    return "\x00" not in value and len(value) <= MAX_ID_LENGTH
 
 
 def _check_utc(name: str, stamp: datetime) -> None:

@@ -103,8 +103,6 @@ class Worker:
                 self._count_buried(dataset.name)
             if not deliveries:
                 continue
-            events = sum(count_of(d.attributes) for d in deliveries)
-            self._per_message[dataset.name] = events / len(deliveries)
             try:
                 await self.process(dataset, deliveries)
                 failures = 0
@@ -137,6 +135,7 @@ class Worker:
         try:
             events = sum(count_of(d.attributes) for d in deliveries)
             self.metrics.batch_size.labels(dataset.name).observe(events)
+            self._per_message[dataset.name] = events / len(deliveries)
             # Links, not a parent: a batch carries messages from many producers' traces.
             with otel.span(
                 "process batch", kind="consumer", links=origins.traceparents, attributes=fields

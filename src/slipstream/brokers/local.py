@@ -196,11 +196,12 @@ class LocalBroker:
         event = self._topic(dataset)
         if not messages:
             return
-        await self._run(self._insert, dataset, messages)
-        self._adjust_backlog(dataset, sum(count_of(m.attributes) for m in messages))
+        events = await self._run(self._insert, dataset, messages)
+        self._adjust_backlog(dataset, events)
         event.set()
 
-    def _insert(self, dataset: str, messages: Sequence[Outgoing]) -> None:
+    def _insert(self, dataset: str, messages: Sequence[Outgoing]) -> int:
+        """Insert the messages in one transaction; answer how many events they carry."""
         now = time.time()
         # The events of one request share one attributes mapping: encoded once, not per event
         # (this thread is the embedded pipeline's busiest, docs/performance.md).
@@ -212,6 +213,7 @@ class LocalBroker:
                 text = encoded[id(m.attributes)] = orjson.dumps(dict(m.attributes)).decode()
             rows.append((dataset, m.key, m.data, text, now, now, count_of(m.attributes)))
         self._write(lambda db: db.executemany(INSERT, rows))
+        return sum(row[-1] for row in rows)
 
     # --- consuming ------------------------------------------------------------------------
 

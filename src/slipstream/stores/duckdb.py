@@ -243,10 +243,10 @@ class DuckDBStore:
         conn.begin()
         try:
             if table is not None:
-                statement = sql.insert_rows(dataset, rows)
                 if hidden:  # which rows went in: the hidden ones are counted apart
                     conn.register(sql.BATCH_VIEW, table)
-                    went_in = conn.sql(sql.returning(dataset, statement)).to_arrow_table()
+                    statement = sql.returning(dataset, sql.insert_rows(dataset, rows))
+                    went_in = conn.sql(statement).to_arrow_table()
                     inserted = went_in.num_rows
                 else:
                     inserted = sql.insert_new(conn, dataset, rows, table)
