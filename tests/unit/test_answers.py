@@ -16,8 +16,9 @@ ROWS: list[tuple[Any, ...]] = [(1, "a"), (2, "b")]
 class Query:
     """A read that answers when the test lets it, counting how often it ran."""
 
-    def __init__(self, rows: list[tuple[Any, ...]] = ROWS) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]] = ROWS, error: Exception | None = None) -> None:
         self.rows = rows
+        self.error = error
         self.runs = 0
         self.started = asyncio.Event()
         self.gate = asyncio.Event()
@@ -26,6 +27,8 @@ class Query:
         self.runs += 1
         self.started.set()
         await self.gate.wait()
+        if self.error is not None:
+            raise self.error
         return self.rows
 
 
@@ -52,16 +55,13 @@ async def test_a_commit_to_another_dataset_leaves_the_answer() -> None:
 
 
 async def test_a_failed_read_reaches_every_caller_and_is_not_kept() -> None:
-    answers = Answers()
-
-    async def failing() -> list[tuple[Any, ...]]:
-        await asyncio.sleep(0)
-        raise RuntimeError("database gone")
-
-    results = await asyncio.gather(
-        *(answers.read("flights", "k", failing) for _ in range(3)), return_exceptions=True
-    )
+    answers, failing = Answers(), Query(error=RuntimeError("database gone"))
+    callers = [asyncio.create_task(answers.read("flights", "k", failing)) for _ in range(3)]
+    await failing.started.wait()  # the read runs once every caller has asked for it
+    failing.gate.set()
+    results = await asyncio.gather(*callers, return_exceptions=True)
     assert [str(r) for r in results] == ["database gone"] * 3
+    assert failing.runs == 1
     assert len(answers) == 0
 
 

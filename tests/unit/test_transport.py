@@ -40,7 +40,10 @@ def coalescing() -> tuple[CoalescingTransport, Recorder]:
 
 
 async def next_turn() -> None:
-    await asyncio.sleep(0)
+    """Until the callbacks scheduled so far (the transport's flush among them) have run."""
+    turned = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turned.set_result, None)
+    await turned
 
 
 async def test_a_head_and_a_body_of_one_turn_leave_in_one_write() -> None:
