@@ -33,7 +33,7 @@ from slipstream.config import Settings
 from slipstream.datasets import Catalog, Dataset
 from slipstream.errors import BackendUnavailable, TerminalStoreError
 from slipstream.events import EventCodec, Rejected
-from slipstream.metrics import Metrics
+from slipstream.metrics import Metrics, observe_times
 from slipstream.origins import Origins, of_message
 from slipstream.registry import Reachable
 from slipstream.stores import Writer
@@ -201,9 +201,8 @@ class Worker:
         self._record(dataset, deliveries, origins, result.inserted, len(rows), culprits)
         freshness = self.metrics.freshness.labels(dataset.name)
         for delivery, size in zip(deliveries, sizes, strict=True):
-            age = max(0.0, committed - delivery.published_at)
-            for _ in range(size):  # the freshness objective counts events
-                freshness.observe(age)
+            # The freshness objective counts events: a bundle's share its age.
+            observe_times(freshness, max(0.0, committed - delivery.published_at), size)
         return None
 
     def _record(
