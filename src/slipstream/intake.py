@@ -103,16 +103,13 @@ def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> I
     `index` counts events (non-blank lines) from 0; the error names the line number.
     """
     intake = Intake()
-    index = 0
-    for number, line in enumerate(body.split(b"\n"), 1):
-        line = line.strip()
-        if not line:
-            continue
-        struct = codec.exact(line)
+    numbered = [(n, line) for n, text in enumerate(body.split(b"\n"), 1) if (line := text.strip())]
+    structs = codec.exact_lines(body, len(numbered))
+    for index, (number, line) in enumerate(numbered):
+        struct = structs[index] if structs is not None else codec.exact(line)
         if struct is not None and (event_id := codec.exact_id(struct)) is not None:
             intake.ids.append(event_id)  # valid, with its id: sent as it came
             intake.messages.append(Outgoing(event_id, line, attributes))
-            index += 1
             continue
         try:
             event = orjson.loads(line)
@@ -123,7 +120,6 @@ def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> I
             intake.messages.append(Outgoing(new_event_id(), line, attributes))
         else:
             _take(intake, codec, index, event, line, attributes, hints(line))
-        index += 1
     return intake
 
 

@@ -213,3 +213,55 @@ def test_the_one_step_decode_makes_the_rows_the_whole_way_makes(
         reasons.append(str(exc))
     assert rows.rows == whole
     assert [r.reason for _, r in rejected] == reasons
+
+
+FLAT = Dataset(  # no json field: a whole body or bundle can be decoded in one call
+    name="flat",
+    event_time="at",
+    fields=(
+        FieldSpec(name="id", type="string"),
+        FieldSpec(name="at", type="timestamp", required=True),
+        FieldSpec(name="label", type="string"),
+        FieldSpec(name="count", type="int"),
+    ),
+)
+
+
+def line(**values: Any) -> bytes:
+    return orjson.dumps({"id": "f-1", "at": "2026-01-01T00:00:00Z", **values})
+
+
+VALID = [line(id=f"f-{i}", count=i) for i in range(5)]
+BODIES = {
+    "all exact": VALID,
+    "an unknown field": [*VALID, line(id="f-9", other=1)],
+    "the NUL escape": [*VALID, line(id="f-9", label="a\\u0000b")],
+    "the calendar's edge": [*VALID, line(id="f-9", at="0001-01-01T00:00:00Z")],
+    "an invalid event": [*VALID, line(id="f-9", count="seven")],
+    "no id": [*VALID, orjson.dumps({"at": "2026-01-01T00:00:00Z"})],
+    "two events on a line": [VALID[0] + b" " + VALID[1], *VALID[2:]],
+    "a line that is not JSON": [*VALID, b"{nope"],
+}
+
+
+@pytest.mark.parametrize("name", BODIES)
+def test_a_text_decoded_in_one_call_gives_what_its_lines_give_one_by_one(name: str) -> None:
+    lines = BODIES[name]
+    text = b"\n".join(lines)
+    codec, one_by_one = EventCodec(FLAT), EventCodec(FLAT)
+    one_by_one.exact_lines = lambda text, lines: None  # type: ignore[method-assign]
+    in_one_call = name in ("all exact", "no id")  # an event without id decodes: the key fills it
+    assert (codec.exact_lines(text, len(lines)) is not None) is in_one_call
+    now = datetime.now(UTC)
+    messages = [(f"bundle.{i}", data, now) for i, data in enumerate(lines)]
+    rows, rejected = codec.decode(messages, [(len(lines), text)])
+    assert (rows, rejected) == one_by_one.decode(messages)
+    body = text + b"\r\n\n"  # CRLF and a blank line: fine
+    fast, slow = from_ndjson(body, codec, {}), from_ndjson(body, one_by_one, {})
+    assert fast.rejected == slow.rejected
+    assert len(fast.ids) == len(slow.ids)
+    assert len(fast.messages) == len(slow.messages)
+    # An event without an id is given a fresh one, different each time.
+    assert [(m.key, m.data) for m in fast.messages if m.key.startswith("f-")] == [
+        (m.key, m.data) for m in slow.messages if m.key.startswith("f-")
+    ]
