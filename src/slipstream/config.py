@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         description="Most events a worker writes at once (a batch forms only from what is "
         "waiting: a larger bound costs no latency when the backlog is small).",
     )
+    batches_in_flight: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Batches of one dataset a worker handles at once: while the store writes "
+        "one, the next is pulled and decoded.",
+    )
     batch_wait: float = Field(
         0.1, ge=0, le=60, description="Seconds a worker waits to fill a batch before writing it."
     )

@@ -370,3 +370,56 @@ async def test_the_worker_resumes_as_soon_as_the_store_answers_again(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class HeldStore:
+    """The real store, each write held until the test lets it go; counts writes under way."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.writing = self.most_at_once = 0
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def write(
+        self, dataset: Dataset, rows: EventRows, rejected: Sequence[Rejected]
+    ) -> WriteResult:
+        self.writing += 1
+        self.most_at_once = max(self.most_at_once, self.writing)
+        try:
+            await self.go.wait()
+            return await self.inner.write(dataset, rows, rejected)
+        finally:
+            self.writing -= 1
+
+
+async def test_the_next_batch_is_taken_while_the_store_writes_one(
+    settings: Settings, backends: tuple[Broker, Store]
+) -> None:
+    """SLIPSTREAM_BATCHES_IN_FLIGHT (2 by default): a second batch is pulled and decoded while
+    the store still writes the first, and each event is stored once."""
+    broker, store = backends
+    held = HeldStore(store)
+    worker = Worker(broker, held, CATALOG, settings, Metrics())
+    assert settings.batches_in_flight == 2
+    await publish(broker, [flight_event(i) for i in range(4 * settings.batch_size)])
+
+    async def both_writing() -> bool:
+        return held.writing == 2
+
+    async def all_stored() -> bool:
+        held.go.set()
+        return (await store.summary(FLIGHTS)).rows == 4 * settings.batch_size
+
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(both_writing, what="two batches written at once")
+    finally:
+        held.go.set()
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+    await run_until(Worker(broker, held, CATALOG, settings, Metrics()), all_stored)
+    assert held.most_at_once == 2
+    assert await broker.dead_letters("flights", 10, None) == []
