@@ -15,7 +15,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-Rows = list[tuple[Any, ...]]
+Rows = list[Any]  # rows, or what a store made of them: shared by every caller, never changed
 MAX_ANSWERS = 256
 MAX_ROWS = 1000  # a larger answer is read each time: it would crowd out many small ones
 

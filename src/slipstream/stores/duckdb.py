@@ -310,12 +310,20 @@ class DuckDBStore:
         newest: datetime | None = rows[0][0] if rows else None
         return newest
 
-    async def _answer(self, dataset: Dataset, bound: Bound) -> list[tuple[Any, ...]]:
-        """`_fetch`, answered from memory while nothing was written to `dataset` since."""
+    async def _answer(
+        self, dataset: Dataset, bound: Bound, what: str, shape: Callable[[tuple[Any, ...]], T]
+    ) -> list[T]:
+        """`_fetch`, each row made into `what` the caller answers by `shape`, kept and answered
+        from memory while nothing was written to `dataset` since: a poll repeated between
+        writes costs neither the query nor the making of its rows (times, JSON)."""
         key = answer_key(bound.sql, bound.params)
+
+        async def fetch() -> list[T]:
+            return [shape(row) for row in await self._fetch(bound)]
+
         if key is None:
-            return await self._fetch(bound)
-        return await self._answers.read(dataset.name, key, partial(self._fetch, bound))
+            return await fetch()
+        return await self._answers.read(dataset.name, (what, key), fetch)
 
     async def _look(self, dataset: Dataset, prefix: str) -> None:
         """Whether any key starts with `prefix`, found on the writer thread (key_prefixes.py)."""
@@ -348,7 +356,10 @@ class DuckDBStore:
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
         bound = reads.stats(query)
-        return [reads.stats_row(query, bound, row) for row in await self._answer(dataset, bound)]
+        buckets = await self._answer(
+            dataset, bound, "buckets", partial(reads.stats_row, query, bound)
+        )
+        return list(buckets)
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
         bound = self._reads_for(dataset).quarantine(query.after, None, query.limit)
@@ -388,7 +399,7 @@ class DuckDBStore:
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
         for window in windows(query, await self._newest(dataset)):  # newest first (windows.py)
-            rows = await self._answer(dataset, reads.list(window))
-            if len(rows) >= query.limit:
+            events = await self._answer(dataset, reads.list(window), "events", reads.event)
+            if len(events) >= query.limit:
                 break
-        return [reads.event(row) for row in rows]
+        return list(events)  # the events themselves are shared with the answers kept
