@@ -43,6 +43,10 @@ SUCCEEDING: dict[tuple[str, str], list[Request]] = {
         {"params": {"limit": 1}, "headers": {"Accept": "text/csv"}},
     ],
     ("get", DS + "/events/{event_id}"): [{"url": f"{DS}/events/ev-0000000"}],
+    ("get", f"{DS}/export"): [
+        {"params": {"status": "landed"}},
+        {"headers": {"Accept": "application/x-ndjson"}},
+    ],
     ("get", f"{DS}/stats"): [{"params": {"group_by": "status", "bucket": "day"}}],
     ("get", "/v1/datasets"): [{}],
     ("get", f"{DS}/quarantine"): [{"params": {"limit": 1}}],

@@ -73,6 +73,12 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": "`cursor` of the next page, when there is one (NDJSON and CSV pages).",
         "schema": {"type": "string"},
     },
+    "Content-Disposition": {
+        "description": 'An export\'s file name: `attachment; filename="<dataset>.parquet"` '
+        "(or `.ndjson`).",
+        "required": True,
+        "schema": {"type": "string"},
+    },
 }
 
 

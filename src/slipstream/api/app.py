@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from slipstream import __version__
-from slipstream.api import admin, docs, health, ingest, push, query, status
+from slipstream.api import admin, docs, export, health, ingest, push, query, status
 from slipstream.api.body import BodyBudget, BodyLimits
 from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
@@ -125,7 +125,7 @@ def create_app(runtime: Runtime) -> SlipstreamAPI:
     app.router.add_api_route(**query.POINT_READ)
     # First of the routes: the hottest is matched before any other (the router tries in order).
     app.router.routes.insert(0, app.router.routes.pop())
-    for module in (ingest, query, admin, health, push, status, docs):
+    for module in (ingest, query, export, admin, health, push, status, docs):
         app.include_router(module.router)
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     datasets = frozenset(runtime.catalog.names)

@@ -39,7 +39,7 @@ from slipstream.stores import (
     summary_of,
 )
 from slipstream.stores import duckdb_sql as sql
-from slipstream.stores.answers import Answers, answer_key
+from slipstream.stores.answers import Answers, kept
 from slipstream.stores.coalesce import LookupsClosed, ThreadCoalescer
 from slipstream.stores.dialects import DUCKDB
 from slipstream.stores.duckdb_counts import Tallies
@@ -313,17 +313,9 @@ class DuckDBStore:
     async def _answer(
         self, dataset: Dataset, bound: Bound, what: str, shape: Callable[[tuple[Any, ...]], T]
     ) -> list[T]:
-        """`_fetch`, each row made into `what` the caller answers by `shape`, kept and answered
-        from memory while nothing was written to `dataset` since: a poll repeated between
-        writes costs neither the query nor the making of its rows (times, JSON)."""
-        key = answer_key(bound.sql, bound.params)
-
-        async def fetch() -> list[T]:
-            return [shape(row) for row in await self._fetch(bound)]
-
-        if key is None:
-            return await fetch()
-        return await self._answers.read(dataset.name, (what, key), fetch)
+        """`_fetch`, each row made into `what` the caller answers by `shape` (answers.py)."""
+        fetch = partial(self._fetch, bound)
+        return await kept(self._answers, dataset.name, what, bound.sql, bound.params, fetch, shape)
 
     async def _look(self, dataset: Dataset, prefix: str) -> None:
         """Whether any key starts with `prefix`, found on the writer thread (key_prefixes.py)."""
@@ -356,10 +348,9 @@ class DuckDBStore:
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
         bound = reads.stats(query)
-        buckets = await self._answer(
-            dataset, bound, "buckets", partial(reads.stats_row, query, bound)
+        return list(
+            await self._answer(dataset, bound, "buckets", partial(reads.stats_row, query, bound))
         )
-        return list(buckets)
 
     async def quarantined(self, dataset: Dataset, query: QuarantineQuery) -> list[QuarantinedEvent]:
         bound = self._reads_for(dataset).quarantine(query.after, None, query.limit)

@@ -1,0 +1,162 @@
+"""Bulk export: the events of a dataset in a time range, as Parquet or NDJSON, streamed page by
+page, so the memory held is a page's whatever the range.
+
+Pages are the lists' own keyset pages (newest first, by event time then id), read from any
+store through `Reader.list`; each Parquet page becomes a row group of one file. The store is
+asked for the first page before anything is sent, so a store that cannot answer is a 503, not
+a cut-short file. A failure after that ends the stream early: a Parquet reader sees it (a file
+without its footer does not open); an NDJSON reader sees fewer events than the range's count in
+`stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from slipstream.datasets import Dataset
+from slipstream.events import EXTRA_COLUMN
+from slipstream.stores import ListQuery, Reader
+from slipstream.stores.values import position_text, position_time
+
+PAGE_ROWS = 5_000
+PARQUET_TYPE = "application/vnd.apache.parquet"
+NDJSON_TYPE = "application/x-ndjson"
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "enum": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),  # the JSON text, as the CSV list gives it
+}
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def arrow_schema(dataset: Dataset) -> pa.Schema:
+    """The export's columns: the dataset's fields in order, then `extra` (JSON text)."""
+    columns = [pa.field(f.name, _ARROW_TYPES[f.type]) for f in dataset.fields]
+    return pa.schema([*columns, pa.field(EXTRA_COLUMN, pa.string())])
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, option=JSON_OPTIONS).decode()
+
+
+def _time(value: Any) -> datetime | None:
+    # A time the store kept as text (outside years 1-9999, which validation refuses, so only
+    # written by hand) has no Parquet timestamp; NDJSON exports keep it.
+    return value if isinstance(value, datetime) else None
+
+
+def to_table(dataset: Dataset, schema: pa.Schema, events: list[dict[str, Any]]) -> pa.Table:
+    """A page of events (as `Reader.list` gives them) as an Arrow table of `schema`."""
+    arrays = []
+    for spec in dataset.fields:
+        values = [event.get(spec.name) for event in events]
+        if spec.type == "json":
+            values = [_json_text(v) for v in values]
+        elif spec.type == "timestamp":
+            values = [_time(v) for v in values]
+        arrays.append(pa.array(values, type=_ARROW_TYPES[spec.type]))
+    arrays.append(pa.array([_json_text(e.get(EXTRA_COLUMN)) for e in events], type=pa.string()))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class _Sink:
+    """Where the Parquet writer writes; what it wrote is taken after each page."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        out = b"".join(self._chunks)
+        self._chunks.clear()
+        return out
+
+
+async def pages(
+    store: Reader, dataset: Dataset, query: ListQuery
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every page of `query` (its limit is the page size), newest first, until one is short."""
+    while True:
+        page = await store.list(dataset, query)
+        if page:
+            yield page
+        if len(page) < query.limit:
+            return
+        last = page[-1]  # the position the list's own cursor would carry
+        after = (position_time(position_text(last[dataset.event_time])), last[dataset.key])
+        query = ListQuery(
+            limit=query.limit,
+            filters=query.filters,
+            since=query.since,
+            until=query.until,
+            after=after,
+            exclude_key_prefix=query.exclude_key_prefix,
+        )
+
+
+async def first_then_rest(
+    source: AsyncIterator[list[dict[str, Any]]],
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """`source` with its first page read now (the caller awaits this before answering), so a
+    store that cannot answer fails the request rather than the stream."""
+    first = await anext(source, None)
+
+    async def rest() -> AsyncIterator[list[dict[str, Any]]]:
+        if first is not None:
+            yield first
+        async for page in source:
+            yield page
+
+    return rest()
+
+
+async def parquet(
+    dataset: Dataset, source: AsyncIterator[list[dict[str, Any]]]
+) -> AsyncIterator[bytes]:
+    """One Parquet file (zstd), a row group per page, written as the pages come. Encoding runs
+    on a thread, so the event loop keeps serving other requests between pages."""
+    schema = arrow_schema(dataset)
+    sink = _Sink()
+    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    try:
+        async for page in source:
+            yield await asyncio.to_thread(_write_page, writer, sink, dataset, schema, page)
+    finally:
+        writer.close()  # the footer: a file whose stream was cut short has none
+    yield sink.take()
+
+
+def _write_page(
+    writer: pq.ParquetWriter, sink: _Sink, dataset: Dataset, schema: pa.Schema, page: list[Any]
+) -> bytes:
+    writer.write_table(to_table(dataset, schema, page))
+    return sink.take()
+
+
+async def ndjson(
+    source: AsyncIterator[list[dict[str, Any]]], dumps: Callable[[Any], bytes]
+) -> AsyncIterator[bytes]:
+    """One event per line, as the lists give them."""
+    async for page in source:
+        yield b"".join(dumps(event) + b"\n" for event in page)
