@@ -12,9 +12,11 @@ without its footer does not open); an NDJSON reader sees fewer events than the r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 
 from slipstream.datasets import Dataset
 from slipstream.events import EXTRA_COLUMN
-from slipstream.stores import ListQuery, Reader
+from slipstream.stores import ArrowLists, ListQuery, Reader
 from slipstream.stores.values import position_text, position_time
 
 PAGE_ROWS = 5_000
@@ -93,36 +95,60 @@ class _Sink:
         return out
 
 
-async def pages(
-    store: Reader, dataset: Dataset, query: ListQuery
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every page of `query` (its limit is the page size), newest first, until one is short."""
+Page = TypeVar("Page", list[dict[str, Any]], pa.Table)
+
+
+async def _paged(
+    read: Callable[[ListQuery], Awaitable[Page]],
+    last: Callable[[Page], tuple[datetime | str, str]],
+    query: ListQuery,
+) -> AsyncIterator[Page]:
+    """Every page of `query` (its limit is the page size), newest first, until one is short:
+    each next page starts after the `last` position of the one before, as a cursor would."""
     while True:
-        page = await store.list(dataset, query)
-        if page:
+        page = await read(query)
+        if len(page):
             yield page
         if len(page) < query.limit:
             return
-        last = page[-1]  # the position the list's own cursor would carry
-        after = (position_time(position_text(last[dataset.event_time])), last[dataset.key])
-        query = ListQuery(
-            limit=query.limit,
-            filters=query.filters,
-            since=query.since,
-            until=query.until,
-            after=after,
-            exclude_key_prefix=query.exclude_key_prefix,
-        )
+        stamp, key = last(page)
+        query = replace(query, after=(position_time(position_text(stamp)), key))
 
 
-async def first_then_rest(
-    source: AsyncIterator[list[dict[str, Any]]],
-) -> AsyncIterator[list[dict[str, Any]]]:
+def pages(store: Reader, dataset: Dataset, query: ListQuery) -> AsyncIterator[list[dict[str, Any]]]:
+    """The events of `query`, a page at a time, as `Reader.list` gives them."""
+
+    def last(page: list[dict[str, Any]]) -> tuple[datetime | str, str]:
+        return page[-1][dataset.event_time], page[-1][dataset.key]
+
+    return _paged(partial(store.list, dataset), last, query)
+
+
+def tables(store: Reader, dataset: Dataset, query: ListQuery) -> AsyncIterator[pa.Table]:
+    """The events of `query`, a page at a time, as Arrow tables of `arrow_schema`: read as Arrow
+    where the store can (`ArrowLists`), made from `Reader.list`'s pages elsewhere."""
+    schema = arrow_schema(dataset)
+
+    async def read(query: ListQuery) -> pa.Table:
+        if isinstance(store, ArrowLists):
+            found = await store.list_arrow(dataset, query)
+            return found.rename_columns(schema.names).cast(schema)  # naive times are UTC
+        page = await store.list(dataset, query)
+        return await asyncio.to_thread(to_table, dataset, schema, page)
+
+    def last(table: pa.Table) -> tuple[datetime | str, str]:
+        row = table.slice(table.num_rows - 1).to_pylist()[0]
+        return row[dataset.event_time], row[dataset.key]
+
+    return _paged(read, last, query)
+
+
+async def first_then_rest(source: AsyncIterator[Page]) -> AsyncIterator[Page]:
     """`source` with its first page read now (the caller awaits this before answering), so a
     store that cannot answer fails the request rather than the stream."""
     first = await anext(source, None)
 
-    async def rest() -> AsyncIterator[list[dict[str, Any]]]:
+    async def rest() -> AsyncIterator[Page]:
         if first is not None:
             yield first
         async for page in source:
@@ -131,26 +157,21 @@ async def first_then_rest(
     return rest()
 
 
-async def parquet(
-    dataset: Dataset, source: AsyncIterator[list[dict[str, Any]]]
-) -> AsyncIterator[bytes]:
-    """One Parquet file (zstd), a row group per page, written as the pages come. Encoding runs
-    on a thread, so the event loop keeps serving other requests between pages."""
-    schema = arrow_schema(dataset)
+async def parquet(schema: pa.Schema, source: AsyncIterator[pa.Table]) -> AsyncIterator[bytes]:
+    """One Parquet file (zstd) of `schema`, a row group per page, written as the pages come.
+    Encoding runs on a thread, so the event loop keeps serving other requests between pages."""
     sink = _Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
     try:
-        async for page in source:
-            yield await asyncio.to_thread(_write_page, writer, sink, dataset, schema, page)
+        async for table in source:
+            yield await asyncio.to_thread(_write_page, writer, sink, table)
     finally:
         writer.close()  # the footer: a file whose stream was cut short has none
     yield sink.take()
 
 
-def _write_page(
-    writer: pq.ParquetWriter, sink: _Sink, dataset: Dataset, schema: pa.Schema, page: list[Any]
-) -> bytes:
-    writer.write_table(to_table(dataset, schema, page))
+def _write_page(writer: pq.ParquetWriter, sink: _Sink, table: pa.Table) -> bytes:
+    writer.write_table(table)
     return sink.take()
 
 

@@ -22,10 +22,11 @@ async def collect(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 async def export(store: Store, dataset: Dataset, query: ListQuery, kind: str) -> bytes:
-    source = await exports.first_then_rest(exports.pages(store, dataset, query))
     if kind == "parquet":
-        return await collect(exports.parquet(dataset, source))
-    return await collect(exports.ndjson(source, dumps))
+        tables = await exports.first_then_rest(exports.tables(store, dataset, query))
+        return await collect(exports.parquet(exports.arrow_schema(dataset), tables))
+    events = await exports.first_then_rest(exports.pages(store, dataset, query))
+    return await collect(exports.ndjson(events, dumps))
 
 
 async def test_an_export_holds_what_the_list_pages_hold(store: Store, dataset: Dataset) -> None:

@@ -60,16 +60,18 @@ async def export_events(
         exclude_key_prefix=HIDDEN,
     )
     store: Reader = runtime_of(request).store
+    as_ndjson = exports.NDJSON_TYPE in request.headers.get("accept", "")
     try:
-        source = await exports.first_then_rest(exports.pages(store, dataset, query))
+        if as_ndjson:
+            events = await exports.first_then_rest(exports.pages(store, dataset, query))
+            media_type, suffix = exports.NDJSON_TYPE, "ndjson"
+            body = exports.ndjson(events, dumps)
+        else:
+            tables = await exports.first_then_rest(exports.tables(store, dataset, query))
+            media_type, suffix = exports.PARQUET_TYPE, "parquet"
+            body = exports.parquet(exports.arrow_schema(dataset), tables)
     except BackendUnavailable as exc:
         raise unavailable("store", exc) from None
-    if exports.NDJSON_TYPE in request.headers.get("accept", ""):
-        media_type, suffix = exports.NDJSON_TYPE, "ndjson"
-        body = exports.ndjson(source, dumps)
-    else:
-        media_type, suffix = exports.PARQUET_TYPE, "parquet"
-        body = exports.parquet(dataset, source)
     disposition = f'attachment; filename="{dataset.name}.{suffix}"'
     return StreamingResponse(
         body, media_type=media_type, headers={"Content-Disposition": disposition}

@@ -22,13 +22,15 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from slipstream.events import HIDDEN_KEY_PREFIX
 from slipstream.registry import BackendEntry, Reachable, load_backend
 from slipstream.stores.values import stored_time
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from slipstream.config import Settings
     from slipstream.datasets import Dataset
     from slipstream.events import EventRows, Rejected
@@ -167,6 +169,15 @@ class Summaries(Protocol):
 class Retention(Protocol):
     async def expire(self, dataset: Dataset, before: datetime) -> int:
         """Delete rows whose event time is older than `before`; return how many."""
+
+
+@runtime_checkable
+class ArrowLists(Protocol):
+    """What a store that reads Arrow natively adds (DuckDB): bulk exports take it instead of
+    `Reader.list`'s dicts (exports.py)."""
+
+    async def list_arrow(self, dataset: Dataset, query: ListQuery) -> pa.Table:
+        """`list` as an Arrow table: its columns in order, as the store reads them."""
 
 
 class Store(StoreLifecycle, Writer, Reader, Quarantine, Summaries, Retention, Protocol):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import duckdb
+import pyarrow as pa
 
 from slipstream.datasets import Dataset
 from slipstream.errors import BackendUnavailable, TransientStoreError
@@ -46,11 +47,13 @@ from slipstream.stores.duckdb_counts import Tallies
 from slipstream.stores.duckdb_database import Connection, Database, is_invalidated
 from slipstream.stores.duckdb_migrations import migrate
 from slipstream.stores.duckdb_options import DuckDBOptions, parse_url
+from slipstream.stores.duckdb_writes import Batch, write_batch
 from slipstream.stores.key_prefixes import AbsentPrefixes
 from slipstream.stores.reads import Bound, Reads, reads_for
 from slipstream.stores.windows import windows
 
 T = TypeVar("T")
+P = TypeVar("P", bound=Sized)  # a page: rows, events or an Arrow table
 READERS = 4
 
 
@@ -232,45 +235,8 @@ class DuckDBStore:
     def _write(
         self, conn: Connection, dataset: Dataset, rows: EventRows, rejected: list[Rejected]
     ) -> WriteResult:
-        table = sql.rows_table(dataset, rows) if rows.rows else None
-        quarantine = sql.quarantine_rows(rejected) if rejected else None
-        if table is not None:
-            key = rows.columns.index(dataset.key)
-            self._prefixes.note(dataset.name, (row[key] for row in rows.rows))
-        inserted = quarantined = 0
-        went_in, stored_at = None, None
-        hidden = table is not None and self._tallies.has_hidden(table[dataset.key])
-        conn.begin()
-        try:
-            if table is not None:
-                if hidden:  # which rows went in: the hidden ones are counted apart
-                    conn.register(sql.BATCH_VIEW, table)
-                    statement = sql.returning(dataset, sql.insert_rows(dataset, rows))
-                    went_in = conn.sql(statement).to_arrow_table()
-                    inserted = went_in.num_rows
-                else:
-                    inserted = sql.insert_new(conn, dataset, rows, table)
-                    stored_at = conn.execute("SELECT current_timestamp").fetchall()[0]
-            if quarantine is not None:
-                statement = sql.insert_quarantine(dataset)
-                quarantined = sql.insert_from(conn, sql.QUARANTINE_VIEW, quarantine, statement)
-            conn.commit()
-            self._answers.changed(dataset.name)
-        except BaseException:
-            with suppress(duckdb.Error):
-                conn.rollback()
-            raise
-        finally:
-            # After the commit or rollback: in an aborted transaction this would fail too.
-            for view in (sql.BATCH_VIEW, sql.QUARANTINE_VIEW):
-                with suppress(duckdb.Error):
-                    conn.unregister(view)
-        if went_in is not None:
-            self._tallies.inserted_rows(dataset, went_in)
-        elif table is not None:
-            self._tallies.inserted(dataset, table, inserted, stored_at[0] if stored_at else None)
-        self._tallies.quarantined(dataset, quarantined)
-        return WriteResult(inserted, quarantined)
+        batch = Batch(dataset, rows, rejected)
+        return write_batch(conn, batch, self._tallies, self._prefixes, self._answers)
 
     async def _delete(self, dataset: Dataset, bound: Bound) -> int:
         def run(conn: Connection) -> int:
@@ -385,12 +351,28 @@ class DuckDBStore:
         else:
             self._tallies.read_newest(conn, dataset)
 
-    # Last in the class: below this, `list` would name the method in annotations.
-    async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
+    async def _windowed(
+        self, dataset: Dataset, query: ListQuery, read: Callable[[Bound], Awaitable[P]]
+    ) -> P:
+        """`read` of the list's statement over windows widened until one fills the page."""
         reads = self._reads_for(dataset)
         query = await self._prefixes.narrowed(dataset.name, query, partial(self._look, dataset))
         for window in windows(query, await self._newest(dataset)):  # newest first (windows.py)
-            events = await self._answer(dataset, reads.list(window), "events", reads.event)
-            if len(events) >= query.limit:
+            found = await read(reads.list(window))
+            if len(found) >= query.limit:
                 break
+        return found
+
+    async def list_arrow(self, dataset: Dataset, query: ListQuery) -> pa.Table:
+        def arrow(cursor: Connection, bound: Bound) -> pa.Table:
+            return cursor.sql(bound.sql, params=bound.params).to_arrow_table()
+
+        return await self._windowed(dataset, query, lambda b: self._read(partial(arrow, bound=b)))
+
+    # Last in the class: below this, `list` would name the method in annotations.
+    async def list(self, dataset: Dataset, query: ListQuery) -> list[dict[str, Any]]:
+        reads = self._reads_for(dataset)
+        events = await self._windowed(
+            dataset, query, lambda b: self._answer(dataset, b, "events", reads.event)
+        )
         return list(events)  # the events themselves are shared with the answers kept

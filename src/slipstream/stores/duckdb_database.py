@@ -150,6 +150,10 @@ class Database:
         try:
             yield cursor
         finally:
+            # Returned with no result pending (a `fetchone` leaves one), which DuckDB would hold
+            # against the next borrower's `sql()` (ResourceInUseException).
+            with suppress(duckdb.Error):
+                cursor.abort()
             with self._cond:
                 self._lent -= 1
                 self._idle.append(cursor)

@@ -79,3 +79,17 @@ def test_url_query_parameters_are_duckdb_settings(tmp_path: Path) -> None:
     assert store._config == {"threads": 1, "memory_limit": "256MB"}
     default = DuckDBStore.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}", settings)
     assert default._config["threads"] >= 1
+
+
+async def test_a_cursor_comes_back_with_no_result_pending(
+    store: DuckDBStore, flights: Dataset
+) -> None:
+    """A read that stops at its first row (the ping's `fetchone`) leaves a result pending on its
+    cursor, which DuckDB holds against the next read's `sql()`: cursors are lent clean."""
+    from tests.backends.rows import event, rows_of
+
+    await store.write(flights, rows_of(flights, *(event(i) for i in range(3))), [])
+    for _ in range(8):  # every cursor of the pool, whichever comes next
+        await store.ping()
+        table = await store.list_arrow(flights, ListQuery(limit=10))
+        assert table.num_rows == 3
