@@ -232,6 +232,39 @@ def publish(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. flights")],
+    output: Annotated[
+        str, typer.Argument(help="A file, - for standard output, or s3://BUCKET/KEY")
+    ],
+    since: Annotated[str | None, typer.Option(help="Event time from (RFC 3339)")] = None,
+    until: Annotated[str | None, typer.Option(help="Event time up to, excluded (RFC 3339)")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="FIELD=VALUE: only events whose field is the value")
+    ] = None,
+    format: Annotated[str, typer.Option(help="parquet or ndjson")] = "parquet",
+    url: Annotated[str, typer.Option(help="Base URL of a running API")] = "http://127.0.0.1:8080",
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Key with the read scope [default: SLIPSTREAM_CLIENT_KEY]"),
+    ] = None,
+) -> None:
+    """Write a dataset's events (a time range, filters) from a running API as Parquet or NDJSON."""
+    from slipstream.download import FORMATS, ExportFailed, export, export_url, parameters
+
+    if format not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    try:
+        params = parameters(since, until, where or [])
+        key = client_key(api_key, settings_or_exit())
+        outcome = export(export_url(url, dataset), params, output, format, key)
+    except (ConfigError, ExportFailed) as exc:
+        fail(str(exc))
+    if output != "-":
+        console.print(f"wrote {outcome.size:,} bytes of {format} to {output}", highlight=False)
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ pytestmark = pytest.mark.e2e
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BASE = "http://127.0.0.1:8080"
+# As a user who installed Slipstream runs them: its `slipstream` command first on the PATH.
+INSTALLED = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def server_examples() -> list[str]:
@@ -42,6 +46,7 @@ def test_every_server_example_runs_as_written(tmp_path: Path) -> None:
                     text=True,
                     timeout=30,
                     check=False,
+                    env=INSTALLED,
                 )
                 return result if result.returncode == 0 else None
 
