@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from slipstream.arrow_types import ARROW_TYPES, TEXT
 from slipstream.datasets import Dataset
 from slipstream.events import EXTRA_COLUMN
 from slipstream.stores import ArrowLists, ListQuery, Reader
@@ -30,22 +31,13 @@ from slipstream.stores.values import position_text, position_time
 PAGE_ROWS = 5_000
 PARQUET_TYPE = "application/vnd.apache.parquet"
 NDJSON_TYPE = "application/x-ndjson"
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "enum": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "json": pa.string(),  # the JSON text, as the CSV list gives it
-}
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 def arrow_schema(dataset: Dataset) -> pa.Schema:
     """The export's columns: the dataset's fields in order, then `extra` (JSON text)."""
-    columns = [pa.field(f.name, _ARROW_TYPES[f.type]) for f in dataset.fields]
-    return pa.schema([*columns, pa.field(EXTRA_COLUMN, pa.string())])
+    columns = [pa.field(f.name, ARROW_TYPES[f.type]) for f in dataset.fields]
+    return pa.schema([*columns, pa.field(EXTRA_COLUMN, TEXT)])
 
 
 def _json_text(value: Any) -> str | None:
@@ -67,8 +59,8 @@ def to_table(dataset: Dataset, schema: pa.Schema, events: list[dict[str, Any]]) 
             values = [_json_text(v) for v in values]
         elif spec.type == "timestamp":
             values = [_time(v) for v in values]
-        arrays.append(pa.array(values, type=_ARROW_TYPES[spec.type]))
-    arrays.append(pa.array([_json_text(e.get(EXTRA_COLUMN)) for e in events], type=pa.string()))
+        arrays.append(pa.array(values, type=ARROW_TYPES[spec.type]))
+    arrays.append(pa.array([_json_text(e.get(EXTRA_COLUMN)) for e in events], type=TEXT))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -27,6 +27,7 @@ from google.cloud.bigquery import (
 )
 from pydantic import field_validator
 
+from slipstream.arrow_types import ARROW_TYPES, TEXT, TIMESTAMP
 from slipstream.datasets import RESERVED_COLUMNS, Dataset, DatasetError, FieldSpec, FieldType
 from slipstream.errors import ConfigError, TerminalStoreError, TransientStoreError
 from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, EventRows, Rejected
@@ -37,18 +38,16 @@ from slipstream.stores.values import utc
 
 STORED_COLUMN = "_stored_at"
 QUARANTINE_SUFFIX, STAGING_INFIX = "__quarantine", "__staging_"
-_TEXT, _TIMESTAMP = pa.string(), pa.timestamp("us", tz="UTC")
-# field type → (BigQuery column type, Arrow type staged; json is staged as text, PARSE_JSON'd)
-_TYPES: dict[FieldType, tuple[str, pa.DataType]] = {
-    "string": ("STRING", _TEXT),
-    "enum": ("STRING", _TEXT),
-    "int": ("INT64", pa.int64()),
-    "float": ("FLOAT64", pa.float64()),
-    "bool": ("BOOL", pa.bool_()),
-    "timestamp": ("TIMESTAMP", _TIMESTAMP),
-    "json": ("JSON", _TEXT),
+# field type → BigQuery column type; staged as arrow_types.ARROW_TYPES (json as text, PARSE_JSON'd)
+BQ_TYPES: dict[FieldType, str] = {
+    "string": "STRING",
+    "enum": "STRING",
+    "int": "INT64",
+    "float": "FLOAT64",
+    "bool": "BOOL",
+    "timestamp": "TIMESTAMP",
+    "json": "JSON",
 }
-BQ_TYPES: dict[FieldType, str] = {kind: bq for kind, (bq, _) in _TYPES.items()}
 # Back from a table's schema; the API answers with legacy names (INTEGER, FLOAT, BOOLEAN).
 _LEGACY: dict[str, FieldType] = {"INTEGER": "int", "FLOAT": "float", "BOOLEAN": "bool"}
 _FIELD_TYPES = {**{bq: kind for kind, bq in BQ_TYPES.items() if kind != "enum"}, **_LEGACY}
@@ -183,9 +182,9 @@ def new_quarantine_table(target: Target, dataset: Dataset) -> Table:
 
 def _staged(dataset: Dataset) -> list[tuple[str, str, pa.DataType]]:
     """Columns of a staged batch: json travels as STRING (PARSE_JSON'd by the MERGE)."""
-    columns = [(f.name, BQ_TYPES[f.type], _TYPES[f.type][1]) for f in dataset.fields]
+    columns = [(f.name, BQ_TYPES[f.type], ARROW_TYPES[f.type]) for f in dataset.fields]
     columns = [(n, "STRING" if t == "JSON" else t, a) for n, t, a in columns]
-    return [*columns, (EXTRA_COLUMN, "STRING", _TEXT), (RECEIVED_COLUMN, "TIMESTAMP", _TIMESTAMP)]
+    return [*columns, (EXTRA_COLUMN, "STRING", TEXT), (RECEIVED_COLUMN, "TIMESTAMP", TIMESTAMP)]
 
 
 def staging_schema(dataset: Dataset) -> list[SchemaField]:
@@ -286,9 +285,9 @@ def quarantine_batch(rejected: Sequence[Rejected]) -> Batch:
         unique.setdefault(item.key, item)
     items = list(unique.values())
     raw = [r.raw.decode("utf-8", errors="replace") for r in items]
-    received = pa.array([utc(r.received_at) for r in items], _TIMESTAMP)
+    received = pa.array([utc(r.received_at) for r in items], TIMESTAMP)
     columns = [[r.key for r in items], [r.reason for r in items], raw]
-    arrays = {n: pa.array(v, _TEXT) for (n, _), v in zip(_QUARANTINE, columns, strict=False)}
+    arrays = {n: pa.array(v, TEXT) for (n, _), v in zip(_QUARANTINE, columns, strict=False)}
     return Batch(_parquet({**arrays, "received_at": received}), len(items))
 
 

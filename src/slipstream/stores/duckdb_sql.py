@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from slipstream.arrow_types import ARROW_TYPES, TIMESTAMP
 from slipstream.datasets import Dataset, FieldSpec, FieldType
 from slipstream.errors import TerminalStoreError, TransientStoreError
 from slipstream.events import EXTRA_COLUMN, RECEIVED_COLUMN, EventRows, Rejected
@@ -37,16 +38,6 @@ _FIELD_TYPES: dict[str, FieldType] = {
     "BOOLEAN": "bool",
     "TIMESTAMP WITH TIME ZONE": "timestamp",
     "JSON": "json",
-}
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-_ARROW_TYPES: dict[FieldType, pa.DataType] = {
-    "string": pa.string(),
-    "enum": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": _TIMESTAMP,
-    "json": pa.string(),
 }
 # Errors that say nothing about the data: the same write may succeed later.
 _TRANSIENT = (
@@ -113,9 +104,9 @@ def add_column(dataset: Dataset, spec: FieldSpec) -> str:
 
 def rows_table(dataset: Dataset, rows: EventRows) -> pa.Table:
     """The batch as an Arrow table with the store's column types; later duplicates dropped."""
-    types = {f.name: _ARROW_TYPES[f.type] for f in dataset.fields}
+    types = {f.name: ARROW_TYPES[f.type] for f in dataset.fields}
     types[EXTRA_COLUMN] = pa.string()
-    types[RECEIVED_COLUMN] = _TIMESTAMP
+    types[RECEIVED_COLUMN] = TIMESTAMP
     unknown = [c for c in rows.columns if c not in types]
     if unknown:
         raise ValueError(f"columns {unknown} are not declared")
@@ -184,7 +175,7 @@ def quarantine_rows(rejected: Sequence[Rejected]) -> pa.Table:
             "id": pa.array([r.key for r in items], pa.string()),
             "reason": pa.array([r.reason for r in items], pa.string()),
             "raw": pa.array([r.raw.decode("utf-8", errors="replace") for r in items], pa.string()),
-            "received_at": pa.array([r.received_at for r in items], _TIMESTAMP),
+            "received_at": pa.array([r.received_at for r in items], TIMESTAMP),
         }
     )
 
