@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -154,10 +155,16 @@ async def parquet(schema: pa.Schema, source: AsyncIterator[pa.Table]) -> AsyncIt
     Encoding runs on a thread, so the event loop keeps serving other requests between pages."""
     sink = _Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    page: asyncio.Future[bytes] | None = None
     try:
         async for table in source:
-            yield await asyncio.to_thread(_write_page, writer, sink, table)
+            page = asyncio.ensure_future(asyncio.to_thread(_write_page, writer, sink, table))
+            yield await asyncio.shield(page)
     finally:
+        # A client gone mid-page: the writer is not closed under the thread still writing.
+        if page is not None and not page.done():
+            with suppress(Exception):
+                await page
         writer.close()  # the footer: a file whose stream was cut short has none
     yield sink.take()
 

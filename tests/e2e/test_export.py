@@ -167,3 +167,16 @@ def test_an_export_cut_short_leaves_no_object_and_no_file(
         download._to_file(tmp_path / "x.parquet", chunks, "parquet", outcome)
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_client_leaving_mid_export_leaves_the_server_serving(server: ServerProcess) -> None:
+    with server.client() as client:
+        fill(client, 3 * exports.PAGE_ROWS)
+        for _ in range(3):
+            with client.stream("GET", EXPORT) as answer:
+                assert answer.status_code == 200
+                next(answer.iter_bytes())  # a page, then the client hangs up
+        whole = client.get(EXPORT)
+        assert pq.read_table(io.BytesIO(whole.content)).num_rows == 3 * exports.PAGE_ROWS
+        assert client.get("/readyz").status_code == 200
+    assert "Traceback" not in server.log()
