@@ -23,22 +23,26 @@ EXPORT = "/v1/datasets/flights/export"
 EVENTS = exports.PAGE_ROWS + 1_500  # more than one page: two row groups
 
 
+def fill(client: Any, count: int) -> list[dict[str, object]]:
+    events = [flight_event(i, prefix="cli") for i in range(count)]
+    body = b"\n".join(orjson.dumps(e) for e in events)
+    answer = client.post(
+        "/v1/datasets/flights/events",
+        content=body,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert answer.status_code == 202, answer.text
+    wait_until(
+        lambda: client.get("/v1/datasets").json()["datasets"][0]["rows"] == count,
+        timeout=60,
+        what=f"{count} rows",
+    )
+    return events
+
+
 def test_export_streams_every_event_once_as_parquet_or_ndjson(server: ServerProcess) -> None:
-    events = [flight_event(i, prefix="ex") for i in range(EVENTS)]
     with server.client() as client:
-        for start in range(0, EVENTS, 1000):
-            body = b"\n".join(orjson.dumps(e) for e in events[start : start + 1000])
-            answer = client.post(
-                "/v1/datasets/flights/events",
-                content=body,
-                headers={"Content-Type": "application/x-ndjson"},
-            )
-            assert answer.status_code == 202, answer.text
-        wait_until(
-            lambda: client.get("/v1/datasets").json()["datasets"][0]["rows"] == EVENTS,
-            timeout=60,
-            what=f"{EVENTS} rows",
-        )
+        events = fill(client, EVENTS)
         newest_first = stored_ids(client)
 
         answer = client.get(EXPORT)
@@ -65,23 +69,6 @@ def test_export_streams_every_event_once_as_parquet_or_ndjson(server: ServerProc
         late = client.get(EXPORT, params={"since": "yesterday"})
         assert late.status_code == 400
         assert "since" in late.json()["error"]["message"]
-
-
-def fill(client: Any, count: int) -> list[dict[str, object]]:
-    events = [flight_event(i, prefix="cli") for i in range(count)]
-    body = b"\n".join(orjson.dumps(e) for e in events)
-    answer = client.post(
-        "/v1/datasets/flights/events",
-        content=body,
-        headers={"Content-Type": "application/x-ndjson"},
-    )
-    assert answer.status_code == 202, answer.text
-    wait_until(
-        lambda: client.get("/v1/datasets").json()["datasets"][0]["rows"] == count,
-        timeout=60,
-        what=f"{count} rows",
-    )
-    return events
 
 
 def test_export_command_writes_a_whole_file_and_names_what_is_wrong(
