@@ -8,7 +8,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from slipstream import __version__
-from slipstream.config import Settings, load_settings, revealed
+from slipstream.cli_support import client_key, console, fail, settings_or_exit
+from slipstream.config import Settings
 from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 from slipstream.logs import configure_logging
@@ -25,6 +26,7 @@ from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
 from slipstream.registry import shown_url
 from slipstream.slo.cli import slo_app
+from slipstream.transfer import export_command
 
 app = typer.Typer(
     help="Slipstream: events in through a broker or HTTP, into an analytics store, out over HTTP.",
@@ -32,7 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
 Host = Annotated[
     str | None, typer.Option(help="Address to listen on [default: SLIPSTREAM_HOST or 127.0.0.1]")
 ]
@@ -63,35 +64,6 @@ def _options(
     ] = False,
 ) -> None:
     pass
-
-
-def client_key(given: str | None, settings: Settings) -> str | None:
-    """The key a client command sends: --api-key, else SLIPSTREAM_CLIENT_KEY. The former
-    variable (SLIPSTREAM_API_KEY, a letter away from the server's SLIPSTREAM_API_KEYS) still
-    works for now, with a warning, so that scripts written against it keep running while they
-    are renamed."""
-    key = given or revealed(settings.client_key)
-    former = revealed(settings.api_key)
-    if key is None and former is not None:
-        console.print(
-            "[yellow]warning:[/] SLIPSTREAM_API_KEY is now SLIPSTREAM_CLIENT_KEY (the server's "
-            "keys are SLIPSTREAM_API_KEYS); rename it, the old name will stop working",
-            highlight=False,
-        )
-        return former
-    return key
-
-
-def fail(message: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2)
-
-
-def settings_or_exit(**overrides: object) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 def configure_observability(settings: Settings) -> None:
@@ -232,39 +204,6 @@ def publish(
         raise typer.Exit(1)
 
 
-@app.command("export")
-def export_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset name, e.g. flights")],
-    output: Annotated[
-        str, typer.Argument(help="A file, - for standard output, or s3://BUCKET/KEY")
-    ],
-    since: Annotated[str | None, typer.Option(help="Event time from (RFC 3339)")] = None,
-    until: Annotated[str | None, typer.Option(help="Event time up to, excluded (RFC 3339)")] = None,
-    where: Annotated[
-        list[str] | None, typer.Option(help="FIELD=VALUE: only events whose field is the value")
-    ] = None,
-    format: Annotated[str, typer.Option(help="parquet or ndjson")] = "parquet",
-    url: Annotated[str, typer.Option(help="Base URL of a running API")] = "http://127.0.0.1:8080",
-    api_key: Annotated[
-        str | None,
-        typer.Option("--api-key", help="Key with the read scope [default: SLIPSTREAM_CLIENT_KEY]"),
-    ] = None,
-) -> None:
-    """Write a dataset's events (a time range, filters) from a running API as Parquet or NDJSON."""
-    from slipstream.download import FORMATS, ExportFailed, export, export_url, parameters
-
-    if format not in FORMATS:
-        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
-    try:
-        params = parameters(since, until, where or [])
-        key = client_key(api_key, settings_or_exit())
-        outcome = export(export_url(url, dataset), params, output, format, key)
-    except (ConfigError, ExportFailed) as exc:
-        fail(str(exc))
-    if output != "-":
-        console.print(f"wrote {outcome.size:,} bytes of {format} to {output}", highlight=False)
-
-
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -383,6 +322,7 @@ def bench(
 
 
 app.command("probe")(probe_command)
+app.command("export")(export_command)
 app.add_typer(slo_app, name="slo")
 
 

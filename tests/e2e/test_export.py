@@ -13,7 +13,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from slipstream import download, exports
+from slipstream import exports
+from slipstream.transfer import download
 from tests.e2e.commands import slipstream
 from tests.e2e.harness import ServerProcess, stored_ids
 from tests.helpers import flight_event, wait_until

@@ -156,7 +156,7 @@ def test_client_keys_come_from_the_settings_like_every_variable(
 ) -> None:
     """--api-key, else SLIPSTREAM_CLIENT_KEY (from the environment or the .env file), else the
     former SLIPSTREAM_API_KEY with a warning."""
-    from slipstream.cli import client_key
+    from slipstream.cli_support import client_key
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("SLIPSTREAM_API_KEY=former-key-1\n")
