@@ -26,7 +26,7 @@ from slipstream.otel import setup_tracing
 from slipstream.probe import probe_command
 from slipstream.registry import shown_url
 from slipstream.slo.cli import slo_app
-from slipstream.transfer import export_command
+from slipstream.transfer import export_command, import_command
 
 app = typer.Typer(
     help="Slipstream: events in through a broker or HTTP, into an analytics store, out over HTTP.",
@@ -323,6 +323,7 @@ def bench(
 
 app.command("probe")(probe_command)
 app.command("export")(export_command)
+app.command("import")(import_command)
 app.add_typer(slo_app, name="slo")
 
 

@@ -37,6 +37,12 @@ _ID = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 EDGE_YEARS = (1, 9999)
 
 
+# The place in a file an imported event came from (`orders.ndjson line 7`), sent beside a refused
+# one: its quarantine reason starts with it. Bounded, as any producer may set it.
+PLACE_ATTRIBUTE = "place"
+MAX_PLACE = 300
+
+
 def new_event_id() -> str:
     """A time-ordered id (UUIDv7), so ids sort roughly by arrival."""
     return str(uuid_utils.uuid7())

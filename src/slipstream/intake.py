@@ -8,13 +8,15 @@ producer is told at once which indexes were rejected and why.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
 from slipstream.brokers import Outgoing
-from slipstream.events import EventCodec, InvalidEvent, new_event_id
+from slipstream.events import PLACE_ATTRIBUTE, EventCodec, InvalidEvent, new_event_id
 from slipstream.storable import TOO_DEEP, Hints, document_hints, hints
 
 
@@ -33,6 +35,18 @@ class Intake:
         return len(self.ids)
 
 
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """How refused events and events without an id are sent: by default under fresh ids with
+    the request's attributes; an import names them after their place in the file instead."""
+
+    make_id: Callable[[], str] = new_event_id
+    refused: dict[str, str] | None = None  # attributes of a refused event, when not the request's
+
+
+FRESH = Naming()
+
+
 def _take(
     intake: Intake,
     codec: EventCodec,
@@ -41,21 +55,22 @@ def _take(
     raw: bytes | None,
     attributes: dict[str, str],
     look: Hints,
+    naming: Naming = FRESH,
 ) -> None:
     try:
         codec.validate(event, look)
     except InvalidEvent as exc:
-        _reject(intake, index, str(exc), raw, event, attributes)
+        _reject(intake, index, str(exc), raw, event, attributes, naming)
         return
     event_id = codec.event_id(event)
     if event_id is None:
-        event_id = new_event_id()
+        event_id = naming.make_id()
         event[codec.key] = event_id
         raw = None  # the stored event must carry the id it was given
     try:
         data = raw if raw is not None else orjson.dumps(event)
     except orjson.JSONEncodeError:  # nested past what orjson writes: the document's hints
-        _reject(intake, index, TOO_DEEP, raw, event, attributes)  # leave nesting unchecked
+        _reject(intake, index, TOO_DEEP, raw, event, attributes, naming)  # nesting unchecked
         return
     intake.ids.append(event_id)
     intake.messages.append(Outgoing(event_id, data, attributes))
@@ -68,11 +83,12 @@ def _reject(
     raw: bytes | None,
     event: Any,
     attributes: dict[str, str],
+    naming: Naming = FRESH,
 ) -> None:
-    """Quarantine the event (through the broker, under a fresh key) and tell the producer."""
+    """Quarantine the event (through the broker, under a key of its own) and tell the producer."""
     intake.rejected.append({"index": index, "error": reason})
     data = raw if raw is not None else _written(event)
-    intake.messages.append(Outgoing(new_event_id(), data, attributes))
+    intake.messages.append(Outgoing(naming.make_id(), data, naming.refused or attributes))
 
 
 def _written(event: Any) -> bytes:
@@ -120,6 +136,35 @@ def from_ndjson(body: bytes, codec: EventCodec, attributes: dict[str, str]) -> I
             intake.messages.append(Outgoing(new_event_id(), line, attributes))
         else:
             _take(intake, codec, index, event, line, attributes, hints(line))
+    return intake
+
+
+def from_records(
+    records: Sequence[tuple[str, bytes]],
+    codec: EventCodec,
+    attributes: dict[str, str],
+    name: Callable[[str, bytes], str],
+) -> Intake:
+    """Events of a file being imported, each the JSON text of one event (no line break in it)
+    with its place in the file (`orders.ndjson line 7`): the intake's rules, except that an id
+    is made by `name(place, text)` rather than at random, so that an import run twice adds
+    nothing, and a refused event carries its place (PLACE_ATTRIBUTE) to its quarantine reason."""
+    intake = Intake()
+    structs = codec.exact_lines(b"\n".join(data for _, data in records), len(records))
+    for index, (place, data) in enumerate(records):
+        struct = structs[index] if structs is not None else codec.exact(data)
+        if struct is not None and (event_id := codec.exact_id(struct)) is not None:
+            intake.ids.append(event_id)
+            intake.messages.append(Outgoing(event_id, data, attributes))
+            continue
+        naming = Naming(partial(name, place, data), {**attributes, PLACE_ATTRIBUTE: place})
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            intake.rejected.append({"index": index, "error": f"not valid JSON: {exc}"})
+            intake.messages.append(Outgoing(naming.make_id(), data, naming.refused or attributes))
+            continue
+        _take(intake, codec, index, event, data, attributes, hints(data), naming)
     return intake
 
 

@@ -32,7 +32,7 @@ from slipstream.bundles import count_of, events_of, unbundled
 from slipstream.config import Settings
 from slipstream.datasets import Catalog, Dataset
 from slipstream.errors import BackendUnavailable, TerminalStoreError
-from slipstream.events import EventCodec, Rejected
+from slipstream.events import MAX_PLACE, PLACE_ATTRIBUTE, EventCodec, Rejected
 from slipstream.metrics import Metrics, observe_times
 from slipstream.origins import Origins, of_message
 from slipstream.registry import Reachable
@@ -186,6 +186,7 @@ class Worker:
         rows, rejected = codec.decode(
             messages, [(n, d.data) for n, d in zip(sizes, deliveries, strict=True)]
         )
+        rejected = [(i, placed(r, deliveries[owners[i]])) for i, r in rejected]
         started = time.perf_counter()
         try:
             result = await self.store.write(dataset, rows, [r for _, r in rejected])
@@ -367,6 +368,15 @@ class Worker:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def placed(rejected: Rejected, delivery: Delivery) -> Rejected:
+    """`rejected` with its place in an imported file (PLACE_ATTRIBUTE) first in its reason."""
+    place = delivery.attributes.get(PLACE_ATTRIBUTE)
+    if not place:
+        return rejected
+    reason = f"{place[:MAX_PLACE]}: {rejected.reason}"
+    return Rejected(rejected.key, reason, rejected.raw, rejected.received_at)
 
 
 def _received_at(published_at: float) -> datetime:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from slipstream.transfer.commands import export_command
+from slipstream.transfer.commands import export_command, import_command
 
-__all__ = ["export_command"]
+__all__ = ["export_command", "import_command"]

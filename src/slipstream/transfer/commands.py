@@ -1,14 +1,30 @@
-"""`slipstream export` (and, with it, the bulk transfers' commands): thin typer commands over
-their modules."""
+"""`slipstream export` and `slipstream import`: thin typer commands over their modules."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from slipstream.cli_support import client_key, console, fail, settings_or_exit
-from slipstream.errors import ConfigError
+from slipstream.datasets import DatasetError
+from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
+
+if TYPE_CHECKING:
+    from slipstream.transfer.importer import Tally
+
+PROGRESS = (
+    SpinnerColumn(),
+    TextColumn("{task.description}"),
+    TextColumn("{task.fields[events]:,} events, {task.fields[rate]:,.0f}/s"),
+    TextColumn("{task.fields[refused]:,} refused"),
+    TimeElapsedColumn(),
+)
 
 
 def export_command(
@@ -41,3 +57,68 @@ def export_command(
         fail(str(exc))
     if output != "-":
         console.print(f"wrote {outcome.size:,} bytes of {format} to {output}", highlight=False)
+
+
+def import_command(
+    sources: Annotated[
+        list[str], typer.Argument(help="Files, directories or glob patterns ('data/*.ndjson.gz')")
+    ],
+    dataset: Annotated[str, typer.Option(help="Dataset the events belong to")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Keep progress in this file; a run cut short resumes from it"),
+    ] = None,
+) -> None:
+    """Import files of events (NDJSON, JSON, CSV, Parquet; plain, gzip or zstd) onto the broker."""
+    import asyncio
+
+    from slipstream.brokers import create_broker
+    from slipstream.publish import Outlet, broker_location
+    from slipstream.transfer.importer import Checkpoint, Importer
+    from slipstream.transfer.importer import sources as files_of
+    from slipstream.transfer.readers import UnreadableFile
+
+    settings = settings_or_exit()
+    out = Console(soft_wrap=True)
+    started = time.monotonic()
+    try:
+        files = files_of(sources)
+        where = broker_location(settings)
+        out.print(f"broker: {where}", highlight=False, markup=False)
+        kept = Checkpoint(checkpoint)
+        with Progress(*PROGRESS, console=console, transient=True) as shown:
+            task = shown.add_task("importing", total=None, events=0, rate=0.0, refused=0)
+
+            def on_progress(tally: Tally, file: Path) -> None:
+                rate = tally.read / max(time.monotonic() - started, 1e-9)
+                shown.update(
+                    task, description=file.name, events=tally.read, rate=rate, refused=tally.refused
+                )
+
+            async def run() -> Tally:
+                importer = Importer(settings, dataset, kept, on_progress)  # the dataset known
+                broker: Outlet = create_broker(settings)
+                await broker.open([importer.dataset.name])
+                try:
+                    return await importer.run(files, broker)
+                finally:
+                    await broker.close()
+
+            tally = asyncio.run(run())
+    except (ConfigError, UnreadableFile, DatasetError, BackendUnavailable, MessageTooLarge) as exc:
+        resume = f"; run it again with --checkpoint {checkpoint} to go on" if checkpoint else ""
+        fail(f"{exc}{resume}")
+    _summary(out, dataset, tally, max(time.monotonic() - started, 1e-9))
+
+
+def _summary(out: Console, dataset: str, tally: Tally, seconds: float) -> None:
+    table = Table(title=f"imported into {dataset}")
+    for column in ("files", "events", "accepted", "refused (quarantined)", "skipped", "events/s"):
+        table.add_column(column, justify="right")
+    counts = (tally.files, tally.read, tally.accepted, tally.refused, tally.skipped)
+    table.add_row(*(f"{n:,}" for n in counts), f"{tally.read / seconds:,.0f}")
+    out.print(table)
+    for line in tally.refusals:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if tally.refused > len(tally.refusals):
+        console.print(f"  … and {tally.refused - len(tally.refusals)} more", highlight=False)

@@ -1,0 +1,169 @@
+"""`slipstream import`: files of events onto the broker a server reads, through the intake's
+rules, so the worker validates, quarantines and writes them idempotently as it does live events.
+
+An event without an id is named after its file's name, its place in it and its text (a UUIDv5),
+and a refused one is keyed the same way: importing a file again, from anywhere, adds nothing
+to the store or the quarantine. A checkpoint, when asked for, records after each publish how
+many events of each file are on the broker, so a run cut short resumes where it stopped; it
+is tied to the file's size and modification time, and a changed file starts over (which the
+ids make harmless).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from slipstream.bundles import for_broker
+from slipstream.config import Settings
+from slipstream.datasets import Dataset, load_catalog
+from slipstream.errors import ConfigError
+from slipstream.events import EventCodec
+from slipstream.intake import from_records
+from slipstream.publish import Outlet
+from slipstream.transfer import readers
+
+NAMESPACE = uuid.UUID("6f1c2a52-9a43-4d5e-9a0e-5c1b8d7f3e21")  # ids of imported events
+CHUNK_EVENTS = 1000  # events validated and published at once
+SHOWN = 10  # refusals kept to print; the rest are counted, and quarantined with their reasons
+
+
+@dataclass
+class Tally:
+    files: int = 0
+    read: int = 0  # events read from the files this run (skipped ones not counted)
+    accepted: int = 0
+    refused: int = 0  # sent on to the quarantine, with their reasons
+    skipped: int = 0  # on the broker already, by the checkpoint
+    refusals: list[str] = field(default_factory=list)
+
+
+def sources(arguments: list[str]) -> list[Path]:
+    """The files named, those directly in the directories named (sorted), and those matching
+    the glob patterns (`data/**/*.ndjson.gz`); each named once, in order."""
+    found: list[Path] = []
+    for argument in arguments:
+        if "://" in argument:
+            raise ConfigError(
+                f"{argument}: imports read local files for now; copy it here first "
+                "(e.g. aws s3 cp, curl -O)"
+            )
+        path = Path(argument)
+        if any(c in argument for c in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(argument, recursive=True))
+            files = [p for p in matched if p.is_file()]
+            if not files:
+                raise ConfigError(f"{argument}: no file matches")
+        elif path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise ConfigError(f"{argument}: no such file or directory")
+        found += [f for f in files if f not in found]
+    return found
+
+
+class Checkpoint:
+    """Events of each file already on the broker, kept in a JSON file (none: nothing kept)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._done: dict[str, int] = {}
+        if path is not None and path.exists():
+            try:
+                self._done = {str(k): int(v) for k, v in orjson.loads(path.read_bytes()).items()}
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                raise ConfigError(
+                    f"--checkpoint {path}: not a checkpoint this command wrote; remove it or "
+                    "name another file"
+                ) from None
+
+    @staticmethod
+    def _key(file: Path) -> str:
+        stat = file.stat()
+        return f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+    def done(self, file: Path) -> int:
+        return self._done.get(self._key(file), 0)
+
+    def advance(self, file: Path, events: int) -> None:
+        if self.path is None:
+            return
+        self._done[self._key(file)] = events
+        handle, partial = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        with os.fdopen(handle, "wb") as out:
+            out.write(orjson.dumps(self._done, option=orjson.OPT_INDENT_2))
+        os.replace(partial, self.path)  # whole or not at all, even when killed mid-write
+
+
+def event_name(place: str, text: bytes) -> str:
+    """The id of an event without one (and the key of a refused one), from where it sits."""
+    return str(uuid.uuid5(NAMESPACE, place + "\n" + text.decode("utf-8", errors="replace")))
+
+
+class Importer:
+    def __init__(
+        self,
+        settings: Settings,
+        dataset_name: str,
+        checkpoint: Checkpoint,
+        on_progress: Callable[[Tally, Path], None] = lambda tally, file: None,
+    ) -> None:
+        catalog = load_catalog(settings.datasets)
+        dataset = catalog.get(dataset_name)
+        if dataset is None:
+            known = ", ".join(catalog.names)
+            raise ConfigError(f"no dataset named {dataset_name!r}; known: {known}")
+        self.dataset: Dataset = dataset
+        self.codec = EventCodec(dataset)
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.on_progress = on_progress
+        self.tally = Tally()
+        self._attributes = {"dataset": dataset.name}
+
+    async def run(self, files: list[Path], broker: Outlet) -> Tally:
+        """Every event of `files` onto `broker` (opened), file by file, in order."""
+        for file in files:
+            await self._file(file, broker)
+            self.tally.files += 1
+        return self.tally
+
+    async def _file(self, file: Path, broker: Outlet) -> None:
+        skip = self.checkpoint.done(file)
+        self.tally.skipped += skip
+        batch: list[tuple[str, bytes]] = []
+        count = 0
+        for place, text in readers.records(file, self.dataset):
+            count += 1
+            if count <= skip:
+                continue
+            batch.append((f"{file.name} {place}", text))
+            if len(batch) == CHUNK_EVENTS:
+                await self._send(batch, broker)
+                self.checkpoint.advance(file, count)
+                self.on_progress(self.tally, file)
+                batch = []
+        if batch:
+            await self._send(batch, broker)
+        self.checkpoint.advance(file, count)
+        self.on_progress(self.tally, file)
+
+    async def _send(self, batch: list[tuple[str, bytes]], broker: Outlet) -> None:
+        intake = from_records(batch, self.codec, self._attributes, event_name)
+        messages = for_broker(intake.messages, broker.capabilities, self.settings.batch_size)
+        await broker.publish(self.dataset.name, messages)
+        self.tally.read += len(batch)
+        self.tally.accepted += intake.accepted
+        self.tally.refused += len(intake.rejected)
+        room = SHOWN - len(self.tally.refusals)
+        for item in intake.rejected[: max(room, 0)]:
+            self.tally.refusals.append(f"{batch[item['index']][0]}: {item['error']}")
