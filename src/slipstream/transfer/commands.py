@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from slipstream.cli_support import client_key, console, fail, settings_or_exit
@@ -17,13 +17,14 @@ from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 
 if TYPE_CHECKING:
     from slipstream.transfer.importer import Tally
+    from slipstream.transfer.readers import Reading
 
 PROGRESS = (
-    SpinnerColumn(),
     TextColumn("{task.description}"),
+    BarColumn(),
     TextColumn("{task.fields[events]:,} events, {task.fields[rate]:,.0f}/s"),
     TextColumn("{task.fields[refused]:,} refused"),
-    TimeElapsedColumn(),
+    TimeRemainingColumn(),
 )
 
 
@@ -86,14 +87,15 @@ def import_command(
         where = broker_location(settings)
         out.print(f"broker: {where}", highlight=False, markup=False)
         kept = Checkpoint(checkpoint)
+        total = sum(f.stat().st_size for f in files)  # bytes on disk: the ETA's measure
         with Progress(*PROGRESS, console=console, transient=True) as shown:
-            task = shown.add_task("importing", total=None, events=0, rate=0.0, refused=0)
+            task = shown.add_task("importing", total=total, events=0, rate=0.0, refused=0)
 
-            def on_progress(tally: Tally, file: Path) -> None:
+            def on_progress(tally: Tally, reading: Reading) -> None:
                 rate = tally.read / max(time.monotonic() - started, 1e-9)
-                shown.update(
-                    task, description=file.name, events=tally.read, rate=rate, refused=tally.refused
-                )
+                done = tally.finished_bytes + reading.done()
+                shown.update(task, completed=done, description=reading.path.name)
+                shown.update(task, events=tally.read, rate=rate, refused=tally.refused)
 
             async def run() -> Tally:
                 importer = Importer(settings, dataset, kept, on_progress)  # the dataset known

@@ -42,6 +42,7 @@ class Tally:
     accepted: int = 0
     refused: int = 0  # sent on to the quarantine, with their reasons
     skipped: int = 0  # on the broker already, by the checkpoint
+    finished_bytes: int = 0  # sizes of the files before the one being read, for the progress
     refusals: list[str] = field(default_factory=list)
 
 
@@ -115,7 +116,7 @@ class Importer:
         settings: Settings,
         dataset_name: str,
         checkpoint: Checkpoint,
-        on_progress: Callable[[Tally, Path], None] = lambda tally, file: None,
+        on_progress: Callable[[Tally, readers.Reading], None] = lambda tally, reading: None,
     ) -> None:
         catalog = load_catalog(settings.datasets)
         dataset = catalog.get(dataset_name)
@@ -142,7 +143,8 @@ class Importer:
         self.tally.skipped += skip
         batch: list[tuple[str, bytes]] = []
         count = 0
-        for place, text in readers.records(file, self.dataset):
+        reading = readers.Reading(file, self.dataset)
+        for place, text in reading.records():
             count += 1
             if count <= skip:
                 continue
@@ -150,12 +152,13 @@ class Importer:
             if len(batch) == CHUNK_EVENTS:
                 await self._send(batch, broker)
                 self.checkpoint.advance(file, count)
-                self.on_progress(self.tally, file)
+                self.on_progress(self.tally, reading)
                 batch = []
         if batch:
             await self._send(batch, broker)
         self.checkpoint.advance(file, count)
-        self.on_progress(self.tally, file)
+        self.on_progress(self.tally, reading)
+        self.tally.finished_bytes += reading.size
 
     async def _send(self, batch: list[tuple[str, bytes]], broker: Outlet) -> None:
         intake = from_records(batch, self.codec, self._attributes, event_name)

@@ -55,24 +55,60 @@ def kind_of(path: Path) -> tuple[str, str | None]:
     return found, compression
 
 
-def records(path: Path, dataset: Dataset) -> Iterator[Record]:
-    """Every event of the file at `path`, in order."""
-    kind, compression = kind_of(path)
-    try:
-        if kind == "parquet":
-            if compression is not None:  # Parquet compresses inside; a whole-file codec is rare
-                raise UnreadableFile(f"{path}: a compressed Parquet file; decompress it first")
-            yield from _parquet(path)
-            return
-        with pa.input_stream(str(path), compression=compression) as stream:
-            if kind == "ndjson":
-                yield from _ndjson(stream)
-            elif kind == "json":
-                yield from _json(path, stream)
-            else:
-                yield from _csv(stream, dataset)
-    except (OSError, pa.ArrowException) as exc:
-        raise UnreadableFile(f"{path}: {exc}") from exc
+class Reading:
+    """One file being read: its events (`records`), and how far into the file they have come
+    (`done`, in bytes of the file as it lies on disk, compressed or not), for an ETA."""
+
+    def __init__(self, path: Path, dataset: Dataset) -> None:
+        self.path = path
+        self.dataset = dataset
+        self.kind, self.compression = kind_of(path)
+        self.size = path.stat().st_size
+        self._raw: Any = None
+        self._rows = (0, 1)  # Parquet: rows read, rows in the file
+        self._finished = False
+
+    def done(self) -> int:
+        if self._finished:
+            return self.size
+        if self.kind == "parquet":
+            read, rows = self._rows
+            return self.size * read // max(rows, 1)
+        return int(self._raw.tell()) if self._raw is not None and not self._raw.closed else 0
+
+    def records(self) -> Iterator[Record]:
+        """Every event of the file, in order."""
+        path = self.path
+        try:
+            if self.kind == "parquet":
+                if self.compression is not None:  # Parquet compresses inside itself
+                    raise UnreadableFile(f"{path}: a compressed Parquet file; decompress it first")
+                yield from self._parquet()
+                self._finished = True
+                return
+            with pa.OSFile(str(path)) as self._raw:
+                stream = self._raw
+                if self.compression is not None:
+                    stream = pa.CompressedInputStream(self._raw, self.compression)
+                if self.kind == "ndjson":
+                    yield from _ndjson(stream)
+                elif self.kind == "json":
+                    yield from _json(path, stream)
+                else:
+                    yield from _csv(stream, self.dataset)
+            self._finished = True
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableFile(f"{path}: {exc}") from exc
+
+    def _parquet(self) -> Iterator[Record]:
+        file = pq.ParquetFile(self.path)
+        rows = file.metadata.num_rows
+        row = 0
+        for batch in file.iter_batches(batch_size=10_000):
+            for event in batch.to_pylist():
+                row += 1
+                yield f"row {row}", _dumped(event)
+            self._rows = (row, rows)
 
 
 def _ndjson(stream: Any) -> Iterator[Record]:
@@ -136,14 +172,6 @@ def _cell(kind: str | None, value: str | None) -> Any:
     if kind == "bool" and (value in _TRUE or value in _FALSE):
         return value in _TRUE
     return value
-
-
-def _parquet(path: Path) -> Iterator[Record]:
-    row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-        for event in batch.to_pylist():
-            row += 1
-            yield f"row {row}", _dumped(event)
 
 
 def _dumped(event: dict[str, Any]) -> bytes:
