@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from slipstream.transfer.importer import Tally
     from slipstream.transfer.readers import Reading
 
+# Events an import leaves waiting on the broker at most before it publishes more: a live event
+# arriving then waits behind about this many (docs/performance.md).
+MAX_BACKLOG = 20_000
 PROGRESS = (
     TextColumn("{task.description}"),
     BarColumn(),
@@ -69,13 +72,21 @@ def import_command(
         Path | None,
         typer.Option(help="Keep progress in this file; a run cut short resumes from it"),
     ] = None,
+    max_backlog: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Publish only while fewer events than this wait on the broker (live ones "
+            "queue behind them)",
+        ),
+    ] = MAX_BACKLOG,
 ) -> None:
     """Import files of events (NDJSON, JSON, CSV, Parquet; plain, gzip or zstd) onto the broker."""
     import asyncio
 
     from slipstream.brokers import create_broker
-    from slipstream.publish import Outlet, broker_location
-    from slipstream.transfer.importer import Checkpoint, Importer
+    from slipstream.publish import broker_location
+    from slipstream.transfer.importer import Checkpoint, Destination, Importer
     from slipstream.transfer.importer import sources as files_of
     from slipstream.transfer.readers import UnreadableFile
 
@@ -98,8 +109,8 @@ def import_command(
                 shown.update(task, events=tally.read, rate=rate, refused=tally.refused)
 
             async def run() -> Tally:
-                importer = Importer(settings, dataset, kept, on_progress)  # the dataset known
-                broker: Outlet = create_broker(settings)
+                importer = Importer(settings, dataset, kept, max_backlog, on_progress)
+                broker: Destination = create_broker(settings)
                 await broker.open([importer.dataset.name])
                 try:
                     return await importer.run(files, broker)

@@ -11,6 +11,7 @@ ids make harmless).
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import tempfile
@@ -18,9 +19,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
+from slipstream.brokers import Backlog
 from slipstream.bundles import for_broker
 from slipstream.config import Settings
 from slipstream.datasets import Dataset, load_catalog
@@ -33,6 +36,11 @@ from slipstream.transfer import readers
 NAMESPACE = uuid.UUID("6f1c2a52-9a43-4d5e-9a0e-5c1b8d7f3e21")  # ids of imported events
 CHUNK_EVENTS = 1000  # events validated and published at once
 SHOWN = 10  # refusals kept to print; the rest are counted, and quarantined with their reasons
+BACKLOG_POLL = 0.02  # seconds between looks at the backlog while it is over the bound
+
+
+class Destination(Outlet, Backlog, Protocol):
+    """The broker as an import uses it: opened, published to, its backlog watched."""
 
 
 @dataclass
@@ -116,6 +124,7 @@ class Importer:
         settings: Settings,
         dataset_name: str,
         checkpoint: Checkpoint,
+        max_backlog: int,
         on_progress: Callable[[Tally, readers.Reading], None] = lambda tally, reading: None,
     ) -> None:
         catalog = load_catalog(settings.datasets)
@@ -128,17 +137,18 @@ class Importer:
         self.settings = settings
         self.checkpoint = checkpoint
         self.on_progress = on_progress
+        self.max_backlog = max_backlog
         self.tally = Tally()
         self._attributes = {"dataset": dataset.name}
 
-    async def run(self, files: list[Path], broker: Outlet) -> Tally:
+    async def run(self, files: list[Path], broker: Destination) -> Tally:
         """Every event of `files` onto `broker` (opened), file by file, in order."""
         for file in files:
             await self._file(file, broker)
             self.tally.files += 1
         return self.tally
 
-    async def _file(self, file: Path, broker: Outlet) -> None:
+    async def _file(self, file: Path, broker: Destination) -> None:
         skip = self.checkpoint.done(file)
         self.tally.skipped += skip
         batch: list[tuple[str, bytes]] = []
@@ -160,7 +170,19 @@ class Importer:
         self.on_progress(self.tally, reading)
         self.tally.finished_bytes += reading.size
 
-    async def _send(self, batch: list[tuple[str, bytes]], broker: Outlet) -> None:
+    async def _make_room(self, broker: Destination) -> None:
+        """Wait while the dataset's backlog is over `max_backlog`: live events queue behind
+        what an import has published, so an import held to a small backlog keeps them fresh
+        (and the API's admission by freshness open to them)."""
+        if not broker.capabilities.counts_backlog:
+            return
+        while True:  # the backlog drains in the worker's process: looked at, not awaited
+            if await broker.backlog(self.dataset.name) <= self.max_backlog:
+                return
+            await asyncio.sleep(BACKLOG_POLL)
+
+    async def _send(self, batch: list[tuple[str, bytes]], broker: Destination) -> None:
+        await self._make_room(broker)
         intake = from_records(batch, self.codec, self._attributes, event_name)
         messages = for_broker(intake.messages, broker.capabilities, self.settings.batch_size)
         await broker.publish(self.dataset.name, messages)
