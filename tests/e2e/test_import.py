@@ -4,13 +4,19 @@ killed mid-way resumes from its checkpoint and ends with exactly the file's even
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import gzip
+import http.server
 import io
 import os
 import signal
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +136,7 @@ def progress(checkpoint: Path) -> int:
         (["nowhere.ndjson", "--dataset", "flights"], "nowhere.ndjson: no such file or directory"),
         (["files/*.xml", "--dataset", "flights"], "no file matches"),
         (["notes.txt", "--dataset", "flights"], "cannot tell its format from its name"),
-        (["s3://bucket/flights.parquet", "--dataset", "flights"], "local files for now"),
+        (["ftp://host/flights.ndjson", "--dataset", "flights"], "local files, s3:// and https://"),
         (["notes.txt", "--dataset", "trains"], "no dataset named 'trains'"),
     ],
 )
@@ -141,3 +147,51 @@ def test_what_cannot_be_imported_is_named(
     refused = slipstream("import", *arguments, cwd=server.workdir)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert words in refused.stderr
+
+
+def test_a_parquet_set_on_s3_and_a_file_over_https_land_once(
+    server: ServerProcess, moto_server: str, tmp_path: Path
+) -> None:
+    import boto3  # type: ignore[import-untyped]
+    import pyarrow.fs as pafs
+
+    bucket = f"history-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
+    s3 = pafs.S3FileSystem(endpoint_override=moto_server, region="us-east-1")
+    events = [{k: flight_event(i, prefix="s3").get(k) for k in FIELDS} for i in range(3000)]
+    for part in range(3):
+        table = pa.Table.from_pylist(events[part * 1000 : (part + 1) * 1000])
+        pq.write_table(table, f"{bucket}/set/part-{part}.parquet", filesystem=s3)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "more.ndjson").write_bytes(
+        b"\n".join(orjson.dumps(flight_event(i, prefix="web")) for i in range(500))
+    )
+    with http_server(served) as base, server.client() as client:
+        arguments = [f"s3://{bucket}/set/", f"{base}/more.ndjson", "--dataset", "flights"]
+        done = slipstream("import", *arguments, cwd=server.workdir)
+        assert done.returncode == 0, done.stdout + done.stderr
+        settled(client, 3500, 0)
+        again = slipstream("import", f"s3://{bucket}/set/*.parquet", "--dataset", "flights",
+                           cwd=server.workdir)  # fmt: skip
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "3,000" in again.stdout
+        settled(client, 3500, 0)
+        missing = slipstream("import", f"{base}/gone.ndjson", "--dataset", "flights",
+                             cwd=server.workdir)  # fmt: skip
+        assert missing.returncode == 2
+        assert "the server answered 404" in missing.stderr
+
+
+@contextlib.contextmanager
+def http_server(folder: Path) -> Iterator[str]:
+    """Python's own file server over `folder`, on a free port, in a thread."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            httpd.shutdown()
+            thread.join(10)

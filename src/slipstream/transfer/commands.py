@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,8 +17,10 @@ from slipstream.datasets import DatasetError
 from slipstream.errors import BackendUnavailable, ConfigError, MessageTooLarge
 
 if TYPE_CHECKING:
-    from slipstream.transfer.importer import Tally
+    from slipstream.config import Settings
+    from slipstream.transfer.importer import Checkpoint, Destination, Tally
     from slipstream.transfer.readers import Reading
+    from slipstream.transfer.sources import Source
 
 # Events an import leaves waiting on the broker at most before it publishes more: a live event
 # arriving then waits behind about this many, a second of draining on 2 cores. Less holds the
@@ -84,46 +87,57 @@ def import_command(
     ] = MAX_BACKLOG,
 ) -> None:
     """Import files of events (NDJSON, JSON, CSV, Parquet; plain, gzip or zstd) onto the broker."""
-    import asyncio
-
-    from slipstream.brokers import create_broker
     from slipstream.publish import broker_location
-    from slipstream.transfer.importer import Checkpoint, Destination, Importer
-    from slipstream.transfer.importer import sources as files_of
+    from slipstream.transfer.importer import Checkpoint
     from slipstream.transfer.readers import UnreadableFile
+    from slipstream.transfer.sources import sources as files_of
 
     settings = settings_or_exit()
     out = Console(soft_wrap=True)
     started = time.monotonic()
     try:
-        files = files_of(sources)
-        where = broker_location(settings)
-        out.print(f"broker: {where}", highlight=False, markup=False)
-        kept = Checkpoint(checkpoint)
-        total = sum(f.stat().st_size for f in files)  # bytes on disk: the ETA's measure
-        with Progress(*PROGRESS, console=console, transient=True) as shown:
-            task = shown.add_task("importing", total=total, events=0, rate=0.0, refused=0)
-
-            def on_progress(tally: Tally, reading: Reading) -> None:
-                rate = tally.read / max(time.monotonic() - started, 1e-9)
-                done = tally.finished_bytes + reading.done()
-                shown.update(task, completed=done, description=reading.path.name)
-                shown.update(task, events=tally.read, rate=rate, refused=tally.refused)
-
-            async def run() -> Tally:
-                importer = Importer(settings, dataset, kept, max_backlog, on_progress)
-                broker: Destination = create_broker(settings)
-                await broker.open([importer.dataset.name])
-                try:
-                    return await importer.run(files, broker)
-                finally:
-                    await broker.close()
-
-            tally = asyncio.run(run())
+        where = broker_location(settings)  # a missing embedded queue: refused before anything
+        with ExitStack() as downloads:  # https:// files, downloaded; removed after
+            files = list(files_of(sources, downloads))
+            out.print(f"broker: {where}", highlight=False, markup=False)
+            kept = Checkpoint(checkpoint)
+            tally = _imported(settings, dataset, files, kept, max_backlog)
     except (ConfigError, UnreadableFile, DatasetError, BackendUnavailable, MessageTooLarge) as exc:
         resume = f"; run it again with --checkpoint {checkpoint} to go on" if checkpoint else ""
         fail(f"{exc}{resume}")
     _summary(out, dataset, tally, max(time.monotonic() - started, 1e-9))
+
+
+def _imported(
+    settings: Settings, dataset: str, files: list[Source], kept: Checkpoint, max_backlog: int
+) -> Tally:
+    """The import run, with a progress bar by bytes of the files read."""
+    import asyncio
+
+    from slipstream.brokers import create_broker
+    from slipstream.transfer.importer import Importer
+
+    started = time.monotonic()
+    total = sum(f.size for f in files)  # bytes of the files as they lie: the ETA's measure
+    with Progress(*PROGRESS, console=console, transient=True) as shown:
+        task = shown.add_task("importing", total=total, events=0, rate=0.0, refused=0)
+
+        def on_progress(tally: Tally, reading: Reading) -> None:
+            rate = tally.read / max(time.monotonic() - started, 1e-9)
+            done = tally.finished_bytes + reading.done()
+            shown.update(task, completed=done, description=reading.source.name)
+            shown.update(task, events=tally.read, rate=rate, refused=tally.refused)
+
+        async def run() -> Tally:
+            importer = Importer(settings, dataset, kept, max_backlog, on_progress)
+            broker: Destination = create_broker(settings)
+            await broker.open([importer.dataset.name])
+            try:
+                return await importer.run(files, broker)
+            finally:
+                await broker.close()
+
+        return asyncio.run(run())
 
 
 def _summary(out: Console, dataset: str, tally: Tally, seconds: float) -> None:

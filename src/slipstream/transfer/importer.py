@@ -12,11 +12,10 @@ ids make harmless).
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +31,7 @@ from slipstream.events import EventCodec
 from slipstream.intake import from_records
 from slipstream.publish import Outlet
 from slipstream.transfer import readers
+from slipstream.transfer.sources import Source
 
 NAMESPACE = uuid.UUID("6f1c2a52-9a43-4d5e-9a0e-5c1b8d7f3e21")  # ids of imported events
 CHUNK_EVENTS = 1000  # events validated and published at once
@@ -54,32 +54,6 @@ class Tally:
     refusals: list[str] = field(default_factory=list)
 
 
-def sources(arguments: list[str]) -> list[Path]:
-    """The files named, those directly in the directories named (sorted), and those matching
-    the glob patterns (`data/**/*.ndjson.gz`); each named once, in order."""
-    found: list[Path] = []
-    for argument in arguments:
-        if "://" in argument:
-            raise ConfigError(
-                f"{argument}: imports read local files for now; copy it here first "
-                "(e.g. aws s3 cp, curl -O)"
-            )
-        path = Path(argument)
-        if any(c in argument for c in "*?["):
-            matched = sorted(Path(p) for p in glob.glob(argument, recursive=True))
-            files = [p for p in matched if p.is_file()]
-            if not files:
-                raise ConfigError(f"{argument}: no file matches")
-        elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        elif path.is_file():
-            files = [path]
-        else:
-            raise ConfigError(f"{argument}: no such file or directory")
-        found += [f for f in files if f not in found]
-    return found
-
-
 class Checkpoint:
     """Events of each file already on the broker, kept in a JSON file (none: nothing kept)."""
 
@@ -96,17 +70,16 @@ class Checkpoint:
                 ) from None
 
     @staticmethod
-    def _key(file: Path) -> str:
-        stat = file.stat()
-        return f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    def _key(source: Source) -> str:
+        return f"{source.uri}|{source.size}|{source.changed}"
 
-    def done(self, file: Path) -> int:
-        return self._done.get(self._key(file), 0)
+    def done(self, source: Source) -> int:
+        return self._done.get(self._key(source), 0)
 
-    def advance(self, file: Path, events: int) -> None:
+    def advance(self, source: Source, events: int) -> None:
         if self.path is None:
             return
-        self._done[self._key(file)] = events
+        self._done[self._key(source)] = events
         handle, partial = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         with os.fdopen(handle, "wb") as out:
             out.write(orjson.dumps(self._done, option=orjson.OPT_INDENT_2))
@@ -141,14 +114,14 @@ class Importer:
         self.tally = Tally()
         self._attributes = {"dataset": dataset.name}
 
-    async def run(self, files: list[Path], broker: Destination) -> Tally:
+    async def run(self, files: Iterable[Source], broker: Destination) -> Tally:
         """Every event of `files` onto `broker` (opened), file by file, in order."""
         for file in files:
             await self._file(file, broker)
             self.tally.files += 1
         return self.tally
 
-    async def _file(self, file: Path, broker: Destination) -> None:
+    async def _file(self, file: Source, broker: Destination) -> None:
         skip = self.checkpoint.done(file)
         self.tally.skipped += skip
         batch: list[tuple[str, bytes]] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from slipstream.datasets import Dataset
+from slipstream.transfer.sources import Source
 
 Record = tuple[str, bytes]  # (place in the file, the event's JSON text)
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -40,7 +41,7 @@ class UnreadableFile(ValueError):
     """A file that cannot be imported as it is; the message names it and says why."""
 
 
-def kind_of(path: Path) -> tuple[str, str | None]:
+def kind_of(path: PurePosixPath, uri: str) -> tuple[str, str | None]:
     """(format, compression) from the file's name: `flights.ndjson.gz` → (ndjson, gzip)."""
     suffixes = [s.lower() for s in path.suffixes]
     compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
@@ -49,7 +50,7 @@ def kind_of(path: Path) -> tuple[str, str | None]:
     found = FORMATS.get(suffixes[-1]) if suffixes else None
     if found is None:
         raise UnreadableFile(
-            f"{path}: cannot tell its format from its name; name it .ndjson, .jsonl, .json, "
+            f"{uri}: cannot tell its format from its name; name it .ndjson, .jsonl, .json, "
             ".csv or .parquet (and .gz or .zst when compressed)"
         )
     return found, compression
@@ -57,13 +58,13 @@ def kind_of(path: Path) -> tuple[str, str | None]:
 
 class Reading:
     """One file being read: its events (`records`), and how far into the file they have come
-    (`done`, in bytes of the file as it lies on disk, compressed or not), for an ETA."""
+    (`done`, in bytes of the file as it lies, compressed or not), for an ETA."""
 
-    def __init__(self, path: Path, dataset: Dataset) -> None:
-        self.path = path
+    def __init__(self, source: Source, dataset: Dataset) -> None:
+        self.source = source
         self.dataset = dataset
-        self.kind, self.compression = kind_of(path)
-        self.size = path.stat().st_size
+        self.kind, self.compression = kind_of(PurePosixPath(source.path), source.uri)
+        self.size = source.size
         self._raw: Any = None
         self._rows = (0, 1)  # Parquet: rows read, rows in the file
         self._finished = False
@@ -78,30 +79,31 @@ class Reading:
 
     def records(self) -> Iterator[Record]:
         """Every event of the file, in order."""
-        path = self.path
+        uri = self.source.uri
         try:
             if self.kind == "parquet":
                 if self.compression is not None:  # Parquet compresses inside itself
-                    raise UnreadableFile(f"{path}: a compressed Parquet file; decompress it first")
+                    raise UnreadableFile(f"{uri}: a compressed Parquet file; decompress it first")
                 yield from self._parquet()
                 self._finished = True
                 return
-            with pa.OSFile(str(path)) as self._raw:
+            raw = self.source.filesystem.open_input_file(self.source.path)  # tell() for the ETA
+            with raw as self._raw:
                 stream = self._raw
                 if self.compression is not None:
                     stream = pa.CompressedInputStream(self._raw, self.compression)
                 if self.kind == "ndjson":
                     yield from _ndjson(stream)
                 elif self.kind == "json":
-                    yield from _json(path, stream)
+                    yield from _json(uri, stream)
                 else:
                     yield from _csv(stream, self.dataset)
             self._finished = True
         except (OSError, pa.ArrowException) as exc:
-            raise UnreadableFile(f"{path}: {exc}") from exc
+            raise UnreadableFile(f"{uri}: {exc}") from exc
 
     def _parquet(self) -> Iterator[Record]:
-        file = pq.ParquetFile(self.path)
+        file = pq.ParquetFile(self.source.filesystem.open_input_file(self.source.path))
         rows = file.metadata.num_rows
         row = 0
         for batch in file.iter_batches(batch_size=10_000):
@@ -124,17 +126,17 @@ def _ndjson(stream: Any) -> Iterator[Record]:
         yield f"line {number + 1}", text
 
 
-def _json(path: Path, stream: Any) -> Iterator[Record]:
+def _json(uri: str, stream: Any) -> Iterator[Record]:
     data = stream.read(MAX_JSON_DOCUMENT + 1)
     if len(data) > MAX_JSON_DOCUMENT:
         raise UnreadableFile(
-            f"{path}: a JSON document over {MAX_JSON_DOCUMENT // 2**20} MiB is read whole; "
+            f"{uri}: a JSON document over {MAX_JSON_DOCUMENT // 2**20} MiB is read whole; "
             "write it as NDJSON (one event per line), which streams"
         )
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise UnreadableFile(f"{path}: not valid JSON: {exc}") from None
+        raise UnreadableFile(f"{uri}: not valid JSON: {exc}") from None
     if not isinstance(document, list):
         yield "the document", orjson.dumps(document)
         return
