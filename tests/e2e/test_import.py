@@ -195,3 +195,29 @@ def http_server(folder: Path) -> Iterator[str]:
         finally:
             httpd.shutdown()
             thread.join(10)
+
+
+def test_a_million_events_land_once_from_ndjson_gz_then_parquet(server: ServerProcess) -> None:
+    """The same million events as NDJSON.gz, then as Parquet, then the NDJSON.gz again: one
+    million rows, written once (their ids are the files')."""
+    events, part = 1_000_000, 50_000
+    ndjson, parquet = server.workdir / "million.ndjson.gz", server.workdir / "million.parquet"
+    schema = None
+    with gzip.open(ndjson, "wb", compresslevel=1) as text, contextlib.ExitStack() as stack:
+        for start in range(0, events, part):
+            chunk = [
+                {k: flight_event(i, prefix="m").get(k) for k in FIELDS}
+                for i in range(start, start + part)
+            ]
+            text.write(b"\n".join(orjson.dumps(e) for e in chunk) + b"\n")
+            table = pa.Table.from_pylist(chunk, schema=schema)
+            if schema is None:
+                schema = table.schema
+                writer = stack.enter_context(pq.ParquetWriter(parquet, schema))
+            writer.write_table(table)
+    with server.client() as client:
+        for source in (ndjson.name, parquet.name, ndjson.name):
+            done = slipstream("import", source, "--dataset", "flights", cwd=server.workdir)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "1,000,000" in done.stdout
+            settled(client, events, 0)
