@@ -106,6 +106,13 @@ def import_command(
         resume = f"; run it again with --checkpoint {checkpoint} to go on" if checkpoint else ""
         fail(f"{exc}{resume}")
     _summary(out, dataset, tally, max(time.monotonic() - started, 1e-9))
+    if tally.left_out:
+        for line in tally.left_out:
+            console.print(f"  {line}", highlight=False, markup=False)
+        fail(
+            f"{len(tally.left_out)} events were not imported, each larger than the broker's "
+            "largest message: shrink them (or move their bulk elsewhere) and import the file again"
+        )
 
 
 def _imported(

@@ -22,11 +22,11 @@ from typing import Protocol
 
 import orjson
 
-from slipstream.brokers import Backlog
+from slipstream.brokers import Backlog, Outgoing
 from slipstream.bundles import for_broker
 from slipstream.config import Settings
 from slipstream.datasets import Dataset, load_catalog
-from slipstream.errors import ConfigError
+from slipstream.errors import ConfigError, MessageTooLarge
 from slipstream.events import EventCodec
 from slipstream.intake import from_records
 from slipstream.publish import Outlet
@@ -50,6 +50,7 @@ class Tally:
     accepted: int = 0
     refused: int = 0  # sent on to the quarantine, with their reasons
     skipped: int = 0  # on the broker already, by the checkpoint
+    left_out: list[str] = field(default_factory=list)  # too large for the broker, each named
     finished_bytes: int = 0  # sizes of the files before the one being read, for the progress
     refusals: list[str] = field(default_factory=list)
 
@@ -158,10 +159,30 @@ class Importer:
         await self._make_room(broker)
         intake = from_records(batch, self.codec, self._attributes, event_name)
         messages = for_broker(intake.messages, broker.capabilities, self.settings.batch_size)
-        await broker.publish(self.dataset.name, messages)
+        left_out: set[int] = set()
+        try:
+            await broker.publish(self.dataset.name, messages)
+        except MessageTooLarge:  # one event or more over the broker's largest message
+            left_out = await self._one_by_one(batch, intake.messages, broker)
         self.tally.read += len(batch)
-        self.tally.accepted += intake.accepted
-        self.tally.refused += len(intake.rejected)
+        refused = {item["index"] for item in intake.rejected}
+        self.tally.accepted += len(batch) - len(refused | left_out)
+        self.tally.refused += len(refused - left_out)
         room = SHOWN - len(self.tally.refusals)
-        for item in intake.rejected[: max(room, 0)]:
+        for item in [i for i in intake.rejected if i["index"] not in left_out][: max(room, 0)]:
             self.tally.refusals.append(f"{batch[item['index']][0]}: {item['error']}")
+
+    async def _one_by_one(
+        self, batch: list[tuple[str, bytes]], messages: list[Outgoing], broker: Destination
+    ) -> set[int]:
+        """Publish the chunk's events alone (one per record, in order); answer those the
+        broker refuses as too large, which are left out and named (the others, published again
+        where a bundle had gone through, are stored once)."""
+        left_out: set[int] = set()
+        for index, message in enumerate(messages):
+            try:
+                await broker.publish(self.dataset.name, [message])
+            except MessageTooLarge as exc:
+                left_out.add(index)
+                self.tally.left_out.append(f"{batch[index][0]}: not imported: {exc}")
+        return left_out
