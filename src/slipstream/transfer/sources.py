@@ -40,14 +40,8 @@ class Source:
 
 
 def _local(path: Path, uri: str | None = None) -> Source:
-    stat = path.stat()
-    return Source(
-        pafs.LocalFileSystem(),
-        str(path.resolve()),
-        uri or str(path),
-        stat.st_size,
-        stat.st_mtime_ns,
-    )
+    stat, where = path.stat(), str(path.resolve())  # the same file from any directory
+    return Source(pafs.LocalFileSystem(), where, uri or where, stat.st_size, stat.st_mtime_ns)
 
 
 def _local_files(argument: str) -> list[Source]:
