@@ -221,3 +221,48 @@ def test_a_million_events_land_once_from_ndjson_gz_then_parquet(server: ServerPr
             assert done.returncode == 0, done.stdout + done.stderr
             assert "1,000,000" in done.stdout
             settled(client, events, 0)
+
+
+def test_the_server_imports_from_s3_and_says_how_it_goes(
+    server: ServerProcess, moto_server: str
+) -> None:
+    import boto3
+
+    bucket = f"served-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=moto_server)
+    s3.create_bucket(Bucket=bucket)
+    lines = [orjson.dumps(flight_event(i, prefix="job")) for i in range(2000)]
+    lines[3] = b"{not json"
+    s3.put_object(Bucket=bucket, Key="2025/a.ndjson.gz", Body=gzip.compress(b"\n".join(lines)))
+    imports = "/v1/datasets/flights/imports"
+    with server.client() as client:
+        started = client.post(imports, json={"sources": [f"s3://{bucket}/2025/"]})
+        assert started.status_code == 202, started.text
+        where = started.headers["location"]
+        assert where == f"{imports}/{started.json()['id']}"
+        done = wait_until(
+            lambda: (job := client.get(where).json())["status"] != "running" and job,
+            timeout=60,
+            what="the import to end",
+        )
+        assert (done["status"], done["events"], done["accepted"], done["refused"]) == (
+            "done", 2000, 1999, 1,
+        )  # fmt: skip
+        assert done["refusals"][0].startswith("a.ndjson.gz line 4: not valid JSON")
+        settled(client, 1999, 1)
+
+        failed = client.post(imports, json={"sources": [f"s3://{bucket}/nothing/"]}).json()
+        ended = wait_until(
+            lambda: (
+                (job := client.get(f"{imports}/{failed['id']}").json())["status"] != "running"
+                and job
+            ),
+            timeout=60,
+            what="the second import to end",
+        )
+        assert ended["status"] == "failed"
+        assert "no object there" in ended["error"]
+        local = client.post(imports, json={"sources": ["/etc/passwd"]})
+        assert local.status_code == 400
+        assert "not on S3 or behind HTTPS" in local.json()["error"]["message"]
+        assert client.get(f"{imports}/no-such-import").status_code == 404
