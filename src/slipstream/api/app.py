@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from slipstream import __version__
-from slipstream.api import admin, docs, export, health, imports, ingest, push, query, status
+from slipstream.api import admin, docs, export, health, ingest, push, query, status
 from slipstream.api.body import BodyBudget, BodyLimits
 from slipstream.api.declared_params import refuse_unknown_params
 from slipstream.api.encoding import json_response
@@ -30,7 +30,6 @@ from slipstream.api.routing import GuardedRoute
 from slipstream.api.tracing import STARTUP_FAILURE
 from slipstream.errors import SlipstreamError, reason_of
 from slipstream.runtime import Runtime
-from slipstream.transfer.jobs import ImportJobs
 
 log = logging.getLogger("slipstream.api")
 OPEN_ACCESS_WARNING = (
@@ -119,7 +118,6 @@ def create_app(runtime: Runtime) -> SlipstreamAPI:
     settings = runtime.settings
     app.state.runtime = runtime
     app.state.api_keys = settings.key_scopes()
-    app.state.imports = ImportJobs(settings)
     app.state.body_limits = BodyLimits(
         settings.max_body_bytes, settings.body_timeout, BodyBudget(settings.body_memory_bytes)
     )
@@ -127,7 +125,7 @@ def create_app(runtime: Runtime) -> SlipstreamAPI:
     app.router.add_api_route(**query.POINT_READ)
     # First of the routes: the hottest is matched before any other (the router tries in order).
     app.router.routes.insert(0, app.router.routes.pop())
-    for module in (ingest, query, export, imports, admin, health, push, status, docs):
+    for module in (ingest, query, export, admin, health, push, status, docs):
         app.include_router(module.router)
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     datasets = frozenset(runtime.catalog.names)

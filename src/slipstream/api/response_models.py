@@ -147,19 +147,3 @@ class StatusSeries(Answer):
     series: dict[str, list[float | None]] = Field(
         description="One list per figure, a value per step (null: no data in that step)."
     )
-
-
-class ImportJobView(Answer):
-    id: str = Field(description="The import's id, for `GET …/imports/{import_id}`.")
-    dataset: str
-    sources: list[str]
-    status: Literal["running", "done", "failed"]
-    files: int = Field(description="Files read to the end so far.")
-    events: int = Field(description="Events read and published so far.")
-    accepted: int = Field(description="Of those, valid ones (stored once, however often sent).")
-    refused: int = Field(description="Of those, invalid ones, quarantined with their place.")
-    refusals: list[str] = Field(description="The first refusals, each with its place.")
-    left_out: list[str] = Field(description="Events too large for the broker, each named.")
-    error: str | None = Field(description="Why the import stopped, when it failed.")
-    started_at: datetime
-    finished_at: datetime | None
